@@ -1,0 +1,49 @@
+"""aigw-middleware: end-to-end correlation between web apps and their AI gateway.
+
+Framework middleware binds the incoming request's ID, tenant and team into one ContextVar; the
+shared client reads it and adds ``X-AI-Request-Id``, ``X-AI-Tenant`` and ``X-AI-Team`` to every
+call to the gateway, and only to the gateway.
+"""
+
+from ._version import __version__
+from .client import AsyncGatewayClient, GatewayClient, get_async_client, get_client
+from .config import GatewayConfig
+from .context import CorrelationContext, bind_context, current_context
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigurationError,
+    GatewayConnectionError,
+    GatewayError,
+    GatewayStatusError,
+    GatewayTimeoutError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UpstreamError,
+)
+
+__all__ = [
+    "AsyncGatewayClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "CorrelationContext",
+    "GatewayClient",
+    "GatewayConfig",
+    "GatewayConnectionError",
+    "GatewayError",
+    "GatewayStatusError",
+    "GatewayTimeoutError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UpstreamError",
+    "__version__",
+    "bind_context",
+    "current_context",
+    "get_async_client",
+    "get_client",
+]

@@ -1,0 +1,158 @@
+"""The correlation context: one ContextVar holding the request ID, tenant and team.
+
+Adapters bind a :class:`CorrelationContext` once per incoming request and reset it with its
+token in the same frame; the outbound transport reads it. Scripts, tasks and tests use
+:func:`bind_context`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = [
+    "ContextThreadPoolExecutor",
+    "CorrelationContext",
+    "bind_context",
+    "current_context",
+    "is_valid_label",
+    "is_valid_request_id",
+    "make_context",
+    "new_request_id",
+    "reset_context",
+    "set_context",
+    "wrap",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+REQUEST_ID_MAX = 128
+LABEL_MAX = 64
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+
+
+def is_valid_request_id(value: object) -> bool:
+    """True for 1 to 128 characters of ``[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*``."""
+    return (
+        isinstance(value, str)
+        and len(value) <= REQUEST_ID_MAX
+        and _REQUEST_ID_RE.fullmatch(value) is not None
+    )
+
+
+def is_valid_label(value: object) -> bool:
+    """True for a tenant or team: 1 to 64 characters of ``[A-Za-z0-9][A-Za-z0-9._:@-]*``."""
+    return (
+        isinstance(value, str)
+        and len(value) <= LABEL_MAX
+        and _LABEL_RE.fullmatch(value) is not None
+    )
+
+
+def new_request_id() -> str:
+    """A fresh request ID: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationContext:
+    """Who is calling the gateway and which incoming request caused the call.
+
+    Construct it through :func:`bind_context` or an adapter, which validate the values.
+    """
+
+    request_id: str
+    tenant: str | None = None
+    team: str | None = None
+
+
+_current: contextvars.ContextVar[CorrelationContext | None] = contextvars.ContextVar(
+    "aigw_correlation", default=None
+)
+
+
+def current_context() -> CorrelationContext | None:
+    """The context bound in the running thread or task, or None outside any request."""
+    return _current.get()
+
+
+def set_context(context: CorrelationContext | None) -> contextvars.Token[CorrelationContext | None]:
+    """Bind ``context`` and return the token; pass it to :func:`reset_context` in the same frame."""
+    return _current.set(context)
+
+
+def reset_context(token: contextvars.Token[CorrelationContext | None]) -> None:
+    """Restore what was bound before the matching :func:`set_context`."""
+    _current.reset(token)
+
+
+def make_context(
+    *, request_id: str | None = None, tenant: str | None = None, team: str | None = None
+) -> CorrelationContext:
+    """A validated context; a fresh request ID when ``request_id`` is None.
+
+    Raises ``ValueError`` naming the field for an invalid value.
+    """
+    if request_id is None:
+        request_id = new_request_id()
+    elif not is_valid_request_id(request_id):
+        raise ValueError(f"invalid request_id {request_id[:64]!r}: {_REQUEST_ID_RULE}")
+    for name, value in (("tenant", tenant), ("team", team)):
+        if value is not None and not is_valid_label(value):
+            raise ValueError(f"invalid {name} {str(value)[:64]!r}: {_LABEL_RULE}")
+    return CorrelationContext(request_id, tenant, team)
+
+
+_REQUEST_ID_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:;=@/+-]*"
+_LABEL_RULE = "1 to 64 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
+
+
+@contextmanager
+def bind_context(
+    *, request_id: str | None = None, tenant: str | None = None, team: str | None = None
+) -> Iterator[CorrelationContext]:
+    """Bind a correlation context for the ``with`` block; for scripts, tasks and tests.
+
+    A fresh request ID is generated when ``request_id`` is None. Raises ``ValueError`` for an
+    invalid value. All three fields are bound: nothing of an outer context leaks in.
+    """
+    context = make_context(request_id=request_id, tenant=tenant, team=team)
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+    """Return ``fn`` bound to the caller's current context, for use in another thread.
+
+    The context is captured now; each call runs in its own copy, so the wrapped function can
+    run in several threads at once.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose ``submit`` runs each job in a copy of the submitter's context.
+
+    ``map`` goes through ``submit`` and so carries the context as well.
+    """
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)

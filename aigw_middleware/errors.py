@@ -1,0 +1,214 @@
+"""The exception hierarchy and the classification of gateway error responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ErrorBody",
+    "GatewayConnectionError",
+    "GatewayError",
+    "GatewayStatusError",
+    "GatewayTimeoutError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UpstreamError",
+    "classify",
+    "is_budget_error",
+    "parse_error_body",
+]
+
+BUDGET_MARKERS = frozenset({"budget_exceeded", "insufficient_quota"})
+_MESSAGE_MAX = 300
+
+
+class ConfigurationError(ValueError):
+    """A setting is invalid or missing. Names the setting's key and the bad value."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{key}={_shown(key, value)}: {reason}")
+
+
+def _shown(key: str, value: object) -> str:
+    if "KEY" in key.upper() and value:
+        return "'***'"
+    return repr(value)[:120]
+
+
+class GatewayError(Exception):
+    """Base class of every failure of a call to the gateway."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.attempts = attempts
+
+
+class GatewayConnectionError(GatewayError):
+    """The gateway could not be reached, or the connection broke before the answer was complete."""
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, attempts: int = 1, target: str = ""
+    ) -> None:
+        self.target = target
+        where = f" to {target}" if target else ""
+        super().__init__(
+            f"{message}{where} (request_id={request_id}, attempts={attempts})",
+            request_id=request_id,
+            attempts=attempts,
+        )
+
+
+class GatewayTimeoutError(GatewayConnectionError):
+    """The gateway did not answer within the configured timeout."""
+
+
+class ErrorBody:
+    """What a gateway error response said: message, type and code, from any body shape."""
+
+    __slots__ = ("code", "message", "raw", "type")
+
+    def __init__(
+        self, message: str, type: str | None = None, code: str | None = None, raw: Any = None
+    ) -> None:
+        self.message = message
+        self.type = type
+        self.code = code
+        self.raw = raw
+
+
+def parse_error_body(content: bytes, reason: str = "") -> ErrorBody:
+    """Read an OpenAI-style error body, any other JSON, or plain text."""
+    try:
+        data: Any = json.loads(content) if content else None
+    except (ValueError, UnicodeDecodeError):
+        text = content.decode("utf-8", "replace").strip()
+        return ErrorBody(_cut(" ".join(text.split()) or reason))
+    if not isinstance(data, dict):
+        return ErrorBody(_cut(json.dumps(data)) if data is not None else reason, raw=data)
+    detail: Any = data.get("error", data)
+    if isinstance(detail, str):
+        return ErrorBody(_cut(detail), _text(data.get("type")), _text(data.get("code")), data)
+    if not isinstance(detail, dict):
+        return ErrorBody(_cut(json.dumps(detail)), raw=data)
+    message = detail.get("message") or detail.get("detail") or detail.get("msg")
+    if message is None:
+        message = json.dumps(detail)
+    return ErrorBody(
+        _cut(message if isinstance(message, str) else json.dumps(message)),
+        _text(detail.get("type")),
+        _text(detail.get("code")),
+        data,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MESSAGE_MAX else text[: _MESSAGE_MAX - 1] + "…"
+
+
+def is_budget_error(status: int, body: ErrorBody) -> bool:
+    """Budget or quota exhaustion: 402, 412, or a body whose type or code says so."""
+    return status in (402, 412) or body.type in BUDGET_MARKERS or body.code in BUDGET_MARKERS
+
+
+class GatewayStatusError(GatewayError):
+    """The gateway answered with an error status.
+
+    Carries ``status``, the gateway's ``message``, ``type`` and ``code``, our ``request_id``,
+    the gateway's own ``gateway_request_id``, ``retry_after`` (seconds, when the gateway said),
+    ``attempts`` and the parsed ``body``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        body: ErrorBody,
+        *,
+        request_id: str | None = None,
+        gateway_request_id: str | None = None,
+        retry_after: float | None = None,
+        attempts: int = 1,
+        note: str = "",
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.message = body.message
+        self.type = body.type
+        self.code = body.code
+        self.gateway_request_id = gateway_request_id
+        self.retry_after = retry_after
+        parts = [f"{status} {body.message!r}"]
+        if body.type or body.code:
+            parts.append(f"(type={body.type}, code={body.code})")
+        parts.append(f"request_id={request_id}")
+        parts.append(f"gateway_request_id={gateway_request_id}")
+        if retry_after is not None:
+            parts.append(f"retry_after={retry_after:g}s")
+        parts.append(f"attempts={attempts}")
+        if note:
+            parts.append(note)
+        super().__init__(" ".join(parts), request_id=request_id, attempts=attempts)
+
+
+class BadRequestError(GatewayStatusError):
+    """400 or 422: the gateway rejected the request as malformed."""
+
+
+class AuthenticationError(GatewayStatusError):
+    """401: the API key was missing or refused."""
+
+
+class PermissionDeniedError(GatewayStatusError):
+    """403: the key may not use this model or route."""
+
+
+class NotFoundError(GatewayStatusError):
+    """404: unknown route or model."""
+
+
+class RateLimitError(GatewayStatusError):
+    """429 that is not a budget error; ``retry_after`` says when to try again, if known."""
+
+
+class BudgetExceededError(GatewayStatusError):
+    """Budget or quota exhausted (402, 412, or a budget_exceeded/insufficient_quota body).
+
+    Never retried: waiting does not help.
+    """
+
+
+class UpstreamError(GatewayStatusError):
+    """5xx: the gateway or the provider behind it failed."""
+
+
+_BY_STATUS: Mapping[int, type[GatewayStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def classify(status: int, body: ErrorBody) -> type[GatewayStatusError]:
+    """The exception class for an error response."""
+    if is_budget_error(status, body):
+        return BudgetExceededError
+    if status >= 500:
+        return UpstreamError
+    return _BY_STATUS.get(status, GatewayStatusError)

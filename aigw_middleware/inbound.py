@@ -1,0 +1,137 @@
+"""Framework-neutral rules for incoming requests: which request ID to use, and whose tenant.
+
+Every adapter (Django, Flask, ASGI, Celery) translates its request into a header getter and a
+peer address and calls :meth:`InboundPolicy.context_for`. Nothing here imports a web framework.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import GatewayConfig, TenantResolver
+from .context import CorrelationContext, is_valid_label, is_valid_request_id, new_request_id
+
+__all__ = ["HeaderGetter", "InboundPolicy", "escape_for_log"]
+
+logger = logging.getLogger("aigw_middleware")
+
+#: Returns the value of a request header (repeated headers joined with ", "), or None.
+HeaderGetter = Callable[[str], "str | None"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def escape_for_log(value: str, limit: int = 64) -> str:
+    """An untrusted value made safe for one log line: cut to ``limit`` characters, escaped."""
+    return repr(value[:limit])
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPolicy:
+    """The request-ID and tenant trust rules, built once from a :class:`GatewayConfig`."""
+
+    request_id_headers: tuple[str, ...]
+    tenant_header: str
+    team_header: str
+    trusted_networks: tuple[_Network, ...]
+    resolver: TenantResolver | None
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> InboundPolicy:
+        """The policy that ``config`` describes."""
+        return cls(
+            request_id_headers=config.incoming_request_id_headers,
+            tenant_header=config.tenant_header,
+            team_header=config.team_header,
+            trusted_networks=tuple(
+                ipaddress.ip_network(cidr) for cidr in config.trust_tenant_headers_from
+            ),
+            resolver=config.tenant_resolver,
+        )
+
+    def request_id(self, get_header: HeaderGetter) -> str:
+        """The first valid incoming request ID, else a fresh one; invalid values are logged."""
+        for name in self.request_id_headers:
+            value = get_header(name)
+            if value is None:
+                continue
+            if is_valid_request_id(value):
+                return value
+            logger.warning(
+                "aigw: ignored invalid incoming %s header %s; generated a new request ID",
+                name,
+                escape_for_log(value),
+            )
+        return new_request_id()
+
+    def trusts(self, peer: str | None) -> bool:
+        """True when the direct peer address may set tenant and team by header."""
+        if not self.trusted_networks or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted_networks)
+
+    def tenant_and_team(
+        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+    ) -> tuple[str | None, str | None]:
+        """Tenant and team: the resolver's values win; headers count only from trusted peers."""
+        tenant = team = None
+        if self.trusts(peer):
+            tenant = _label(self.tenant_header, get_header(self.tenant_header))
+            team = _label(self.team_header, get_header(self.team_header))
+        if self.resolver is not None and request is not None:
+            resolved = self._resolve(request)
+            if resolved[0] is not None:
+                tenant = resolved[0]
+            if resolved[1] is not None:
+                team = resolved[1]
+        return tenant, team
+
+    def _resolve(self, request: Any) -> tuple[str | None, str | None]:
+        assert self.resolver is not None
+        try:
+            result = self.resolver(request)
+        except Exception:
+            logger.exception("aigw: tenant resolver failed; continuing without tenant and team")
+            return None, None
+        if result is None:
+            return None, None
+        try:
+            tenant, team = result
+        except (TypeError, ValueError):
+            logger.error("aigw: tenant resolver must return (tenant, team) or None")
+            return None, None
+        return _label("tenant", tenant), _label("team", team)
+
+    def context_for(
+        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+    ) -> CorrelationContext:
+        """The whole context for one incoming request."""
+        tenant, team = self.tenant_and_team(get_header, peer, request)
+        return CorrelationContext(self.request_id(get_header), tenant, team)
+
+
+def _label(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    if is_valid_label(value):
+        return value
+    logger.warning("aigw: dropped invalid %s value %s", name, escape_for_log(value))
+    return None
+
+
+def joined(values: Iterable[str]) -> str | None:
+    """Repeated header values as one string, the way Django and the ASGI spec combine them."""
+    items = list(values)
+    return ", ".join(items) if items else None

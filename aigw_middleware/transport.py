@@ -1,0 +1,227 @@
+"""Correlation transports for httpx: on every request sent, strip, then add, per hop.
+
+``CorrelationTransport(inner, config)`` wraps any ``httpx.BaseTransport`` (and
+``AsyncCorrelationTransport`` any ``httpx.AsyncBaseTransport``). For each HTTP request that goes
+out through it, redirect hops and retries included, it removes every correlation header and adds
+them back only when scheme, host, port and path prefix match ``base_url`` or ``propagate_to``.
+Headers the caller set explicitly on a call to the gateway win, after validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .config import GatewayConfig
+from .context import (
+    CorrelationContext,
+    current_context,
+    is_valid_label,
+    is_valid_request_id,
+    new_request_id,
+)
+from .inbound import escape_for_log
+from .log import log_attempt, logger
+from .profiles import CorrelationNames, get_profile
+
+__all__ = [
+    "ATTEMPT_EXTENSION",
+    "CONTEXT_EXTENSION",
+    "AsyncCorrelationTransport",
+    "CorrelationTransport",
+    "HeaderInjector",
+]
+
+#: Request extension holding the CorrelationContext of one logical call (shared by its retries).
+CONTEXT_EXTENSION = "aigw.context"
+#: Request extension holding the attempt number of one logical call (1 for the first).
+ATTEMPT_EXTENSION = "aigw.attempt"
+_INJECTED_EXTENSION = "aigw.injected"
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        parsed = httpx.URL(url)
+        return cls(
+            parsed.scheme,
+            parsed.host.lower(),
+            parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0),
+            parsed.path.rstrip("/"),
+        )
+
+    def matches(self, url: httpx.URL) -> bool:
+        if url.scheme != self.scheme or url.host.lower() != self.host:
+            return False
+        if (url.port or _DEFAULT_PORTS.get(url.scheme, 0)) != self.port:
+            return False
+        path = url.path
+        return not self.path or path == self.path or path.startswith(self.path + "/")
+
+
+class HeaderInjector:
+    """The per-hop header rule, shared by the sync and async transports."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.names = CorrelationNames(
+            config.request_id_header, config.tenant_header, config.team_header
+        )
+        self.profile = get_profile(config.header_profile)
+        self._managed = tuple(
+            name.lower()
+            for name in (
+                self.names.request_id,
+                self.names.tenant,
+                self.names.team,
+                *self.profile.native_names,
+            )
+        )
+        urls = ([config.base_url] if config.base_url else []) + list(config.propagate_to)
+        self._targets = tuple(_Target.parse(url) for url in urls)
+
+    def is_target(self, url: httpx.URL) -> bool:
+        """True when ``url`` is under ``base_url`` or one of ``propagate_to``."""
+        return any(target.matches(url) for target in self._targets)
+
+    def prepare(self, request: httpx.Request) -> CorrelationContext:
+        """Rewrite ``request``'s correlation headers for this hop; return the context used."""
+        context = _context_of(request)
+        headers = request.headers
+        injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
+        if not self.is_target(request.url):
+            for name in self._managed:
+                if name in headers:
+                    del headers[name]
+            request.extensions[_INJECTED_EXTENSION] = frozenset()
+            return context
+        added = set()
+        for name, value in self.profile.headers(context, self.names):
+            key = name.lower()
+            if key in headers and key not in injected and self._explicit_ok(key, headers[key]):
+                continue
+            headers[name] = value
+            added.add(key)
+        for key in injected - added:
+            if key in headers:
+                del headers[key]
+        request.extensions[_INJECTED_EXTENSION] = frozenset(added)
+        return context
+
+    def _explicit_ok(self, key: str, value: str) -> bool:
+        if key == self._managed[0]:
+            ok = is_valid_request_id(value)
+        elif key in self._managed[1:3]:
+            ok = is_valid_label(value)
+        else:
+            return True
+        if not ok:
+            logger.warning(
+                "aigw: replaced invalid explicit %s header %s", key, escape_for_log(value)
+            )
+        return ok
+
+
+def _context_of(request: httpx.Request) -> CorrelationContext:
+    found: Any = request.extensions.get(CONTEXT_EXTENSION)
+    if isinstance(found, CorrelationContext):
+        context = found
+    else:
+        context = current_context() or CorrelationContext(new_request_id())
+        request.extensions[CONTEXT_EXTENSION] = context
+    if not is_valid_request_id(context.request_id) or not all(
+        value is None or is_valid_label(value) for value in (context.tenant, context.team)
+    ):
+        context = _sanitised(context)
+        request.extensions[CONTEXT_EXTENSION] = context
+    return context
+
+
+def _sanitised(context: CorrelationContext) -> CorrelationContext:
+    logger.warning("aigw: the bound correlation context has invalid values; sending safe ones")
+    return CorrelationContext(
+        context.request_id if is_valid_request_id(context.request_id) else new_request_id(),
+        context.tenant if is_valid_label(context.tenant) else None,
+        context.team if is_valid_label(context.team) else None,
+    )
+
+
+def _target_of(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port else ""
+    return f"{url.host}{port}{url.path}"
+
+
+def _log(
+    request: httpx.Request,
+    context: CorrelationContext,
+    started: float,
+    status: int | None,
+    outcome: str,
+) -> None:
+    attempt = request.extensions.get(ATTEMPT_EXTENSION, 1)
+    log_attempt(
+        method=request.method,
+        target=_target_of(request.url),
+        status=status,
+        attempt=attempt if isinstance(attempt, int) else 1,
+        duration=time.perf_counter() - started,
+        context=context,
+        outcome=outcome,
+        level=logging.INFO if status is not None and status < 400 else logging.WARNING,
+    )
+
+
+class CorrelationTransport(httpx.BaseTransport):
+    """Wraps a sync httpx transport and applies the correlation header rule to every request."""
+
+    def __init__(self, inner: httpx.BaseTransport, config: GatewayConfig) -> None:
+        self.inner = inner
+        self.injector = HeaderInjector(config)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        context = self.injector.prepare(request)
+        started = time.perf_counter()
+        try:
+            response = self.inner.handle_request(request)
+        except Exception as exc:
+            _log(request, context, started, None, type(exc).__name__)
+            raise
+        _log(request, context, started, response.status_code, "response")
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
+    """Wraps an async httpx transport and applies the correlation header rule to every request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, config: GatewayConfig) -> None:
+        self.inner = inner
+        self.injector = HeaderInjector(config)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        context = self.injector.prepare(request)
+        started = time.perf_counter()
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            _log(request, context, started, None, type(exc).__name__)
+            raise
+        _log(request, context, started, response.status_code, "response")
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
