@@ -1,0 +1,34 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aigw_middleware import client as client_module
+from aigw_middleware.config import GatewayConfig
+from aigw_middleware.context import current_context
+from aigw_middleware.testing import FakeGateway
+
+
+@pytest.fixture(autouse=True)
+def _no_context_left_bound() -> Iterator[None]:
+    """Every test must leave no correlation context bound."""
+    assert current_context() is None, "a context was bound before the test started"
+    yield
+    assert current_context() is None, "the test left a correlation context bound"
+
+
+@pytest.fixture
+def gateway_config(fake_gateway: FakeGateway) -> GatewayConfig:
+    """A config pointing at the test's FakeGateway, with fast retries and no environment."""
+    return GatewayConfig.from_env({}, base_url=fake_gateway.base_url, api_key="sk-test-secret")
+
+
+@pytest.fixture
+def shared_config(gateway_config: GatewayConfig) -> Iterator[GatewayConfig]:
+    """Makes ``get_client()`` / ``get_async_client()`` use ``gateway_config`` for one test."""
+    client_module.configure(gateway_config)
+    yield gateway_config
+    client_module.configure(None)
