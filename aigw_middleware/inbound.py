@@ -15,7 +15,7 @@ from typing import Any
 from .config import GatewayConfig, TenantResolver
 from .context import CorrelationContext, is_valid_label, is_valid_request_id, new_request_id
 
-__all__ = ["HeaderGetter", "InboundPolicy", "escape_for_log"]
+__all__ = ["HeaderGetter", "InboundPolicy", "escape_for_log", "joined"]
 
 logger = logging.getLogger("aigw_middleware")
 

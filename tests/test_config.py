@@ -1,0 +1,191 @@
+"""GatewayConfig: defaults, environment, framework mappings, validation, repr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aigw_middleware import ConfigurationError, GatewayConfig
+from tests import tenancy_fixture
+
+
+def test_defaults_match_the_design() -> None:
+    config = GatewayConfig()
+    assert config.base_url is None
+    assert config.timeout == 30.0
+    assert config.max_retries == 2
+    assert config.header_profile == "generic"
+    assert config.incoming_request_id_headers == ("X-AI-Request-Id", "X-Request-Id")
+    assert config.trust_tenant_headers_from == ()
+    assert config.echo_request_id is True
+    assert config.extra_headers == {}
+
+
+def test_from_env_reads_every_documented_variable() -> None:
+    config = GatewayConfig.from_env(
+        {
+            "AIGW_BASE_URL": "http://localhost:8080/ai/",
+            "AIGW_API_KEY": "placeholder",
+            "AIGW_PROXY": "http://127.0.0.1:3128",
+            "AIGW_TIMEOUT": "12.5",
+            "AIGW_DISABLE_PROXY": "true",
+            "AIGW_MAX_RETRIES": "4",
+            "AIGW_MODEL_PREFIX": "openai",
+            "AIGW_HEADER_PROFILE": "Portkey",
+            "AIGW_TRUST_TENANT_HEADERS_FROM": "10.0.0.0/8, 127.0.0.1",
+        }
+    )
+    assert config.base_url == "http://localhost:8080/ai"
+    assert config.api_key == "placeholder"
+    assert config.proxy == "http://127.0.0.1:3128"
+    assert config.timeout == 12.5
+    assert config.disable_proxy is True
+    assert config.max_retries == 4
+    assert config.model_prefix == "openai"
+    assert config.header_profile == "portkey"
+    assert config.trust_tenant_headers_from == ("10.0.0.0/8", "127.0.0.1/32")
+
+
+def test_empty_environment_variables_count_as_unset() -> None:
+    assert GatewayConfig.from_env({"AIGW_BASE_URL": "", "AIGW_TIMEOUT": " "}) == GatewayConfig()
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("AIGW_TIMEOUT", "abc"),
+        ("AIGW_TIMEOUT", "0"),
+        ("AIGW_TIMEOUT", "-1"),
+        ("AIGW_MAX_RETRIES", "two"),
+        ("AIGW_MAX_RETRIES", "99"),
+        ("AIGW_BASE_URL", "localhost:8080"),
+        ("AIGW_BASE_URL", "ftp://gateway"),
+        ("AIGW_BASE_URL", "http://gw/ai?x=1"),
+        ("AIGW_HEADER_PROFILE", "kong"),
+        ("AIGW_TRUST_TENANT_HEADERS_FROM", "10.0.0.0/33"),
+        ("AIGW_DISABLE_PROXY", "maybe"),
+        ("AIGW_MODEL_PREFIX", "a/b"),
+    ],
+)
+def test_bad_environment_values_name_the_variable_and_the_value(var: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig.from_env({var: value})
+    assert caught.value.key == var
+    assert str(caught.value).startswith(f"{var}={value!r}")
+
+
+def test_timeout_abc_names_aigw_timeout() -> None:
+    with pytest.raises(ConfigurationError, match=r"AIGW_TIMEOUT='abc'"):
+        GatewayConfig.from_env({"AIGW_TIMEOUT": "abc", "AIGW_BASE_URL": "http://127.0.0.1:1"})
+
+
+def test_precedence_is_arguments_then_mapping_then_environment() -> None:
+    env = {"AIGW_BASE_URL": "http://env", "AIGW_TIMEOUT": "5", "AIGW_MAX_RETRIES": "1"}
+    mapping = {"BASE_URL": "http://mapping", "TIMEOUT": 7}
+    config = GatewayConfig.from_mapping(mapping, environ=env, base_url="http://argument")
+    assert config.base_url == "http://argument"
+    assert config.timeout == 7.0
+    assert config.max_retries == 1
+
+
+def test_flask_style_prefixed_mapping_ignores_other_keys() -> None:
+    app_config = {"AIGW_BASE_URL": "http://gw/ai", "AIGW_TIMEOUT": "3", "SECRET_KEY": "x"}
+    config = GatewayConfig.from_mapping(app_config, prefix="AIGW_", environ={})
+    assert (config.base_url, config.timeout) == ("http://gw/ai", 3.0)
+
+
+def test_flask_style_bad_value_names_the_prefixed_key() -> None:
+    with pytest.raises(ConfigurationError, match="AIGW_TIMEOUT"):
+        GatewayConfig.from_mapping({"AIGW_TIMEOUT": "abc"}, prefix="AIGW_", environ={})
+
+
+def test_unknown_keys_are_reported() -> None:
+    with pytest.raises(ConfigurationError, match="BASE_ULR"):
+        GatewayConfig.from_mapping({"BASE_ULR": "http://gw"}, environ={})
+    with pytest.raises(ConfigurationError, match="not a GatewayConfig field"):
+        GatewayConfig.from_env({}, base_ulr="http://gw")
+
+
+def test_mapping_accepts_typed_values() -> None:
+    config = GatewayConfig.from_mapping(
+        {
+            "TRUST_TENANT_HEADERS_FROM": ["10.0.0.0/8"],
+            "INCOMING_REQUEST_ID_HEADERS": ["X-Correlation-Id"],
+            "PROPAGATE_TO": ["http://127.0.0.1:9000/tools/"],
+            "EXTRA_HEADERS": {"x-portkey-provider": "openai"},
+            "ECHO_REQUEST_ID": False,
+            "DISABLE_PROXY": True,
+            "MAX_RETRIES": 0,
+        },
+        environ={},
+    )
+    assert config.trust_tenant_headers_from == ("10.0.0.0/8",)
+    assert config.incoming_request_id_headers == ("X-Correlation-Id",)
+    assert config.propagate_to == ("http://127.0.0.1:9000/tools",)
+    assert config.extra_headers == {"x-portkey-provider": "openai"}
+    assert (config.echo_request_id, config.disable_proxy, config.max_retries) == (False, True, 0)
+
+
+def test_tenant_resolver_from_a_dotted_path() -> None:
+    for path in ("tests.tenancy_fixture.resolve", "tests.tenancy_fixture:resolve"):
+        config = GatewayConfig.from_mapping({"TENANT_RESOLVER": path}, environ={})
+        assert config.tenant_resolver is tenancy_fixture.resolve
+
+
+@pytest.mark.parametrize(
+    "path", ["tests.no_such_module.resolve", "tests.tenancy_fixture.missing", "nodots", "x:"]
+)
+def test_unimportable_resolver_fails_naming_the_key(path: str) -> None:
+    with pytest.raises(ConfigurationError, match="TENANT_RESOLVER"):
+        GatewayConfig.from_mapping({"TENANT_RESOLVER": path}, environ={})
+
+
+def test_resolver_that_is_not_callable_fails() -> None:
+    with pytest.raises(ConfigurationError, match="does not name a callable"):
+        GatewayConfig(tenant_resolver="tests.tenancy_fixture.NOT_CALLABLE")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("request_id_header", "X Bad"),
+        ("incoming_request_id_headers", ()),
+        ("extra_headers", {"x-ok": "line\nbreak"}),
+        ("extra_headers", ["not", "a", "mapping"]),
+        ("max_retries", True),
+        ("timeout", float("nan")),
+        ("api_key", "two\nlines"),
+        ("propagate_to", ["not a url"]),
+    ],
+)
+def test_direct_construction_validates_too(field: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=field):
+        GatewayConfig(**{field: value})
+
+
+def test_repr_never_shows_secrets() -> None:
+    config = GatewayConfig(
+        base_url="http://gw",
+        api_key="sk-live-SECRET",
+        proxy="http://user:pa55word@proxy.local:3128",
+        extra_headers={"x-portkey-api-key": "pk-SECRET"},
+    )
+    text = repr(config)
+    assert "SECRET" not in text
+    assert "pa55word" not in text
+    assert "api_key='***'" in text
+    assert "x-portkey-api-key" in text
+
+
+def test_configuration_error_hides_api_key_values() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig.from_env({"AIGW_API_KEY": "sk-SECRET\nmore"})
+    assert "SECRET" not in str(caught.value)
+
+
+def test_replace_validates_the_change() -> None:
+    config = GatewayConfig(base_url="http://gw")
+    assert config.replace(timeout=3).timeout == 3.0
+    with pytest.raises(ConfigurationError, match="timeout"):
+        config.replace(timeout="soon")

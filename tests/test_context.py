@@ -1,0 +1,149 @@
+"""CorrelationContext, bind_context and the helpers that carry the context into threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from aigw_middleware import CorrelationContext, bind_context, current_context
+from aigw_middleware.context import (
+    ContextThreadPoolExecutor,
+    is_valid_label,
+    is_valid_request_id,
+    new_request_id,
+    reset_context,
+    set_context,
+    wrap,
+)
+
+
+def test_nothing_is_bound_outside_a_request() -> None:
+    assert current_context() is None
+
+
+def test_bind_context_binds_all_three_values_and_restores_afterwards() -> None:
+    with bind_context(request_id="req-1", tenant="acme", team="ml") as bound:
+        assert current_context() == CorrelationContext("req-1", "acme", "ml")
+        assert bound is current_context()
+    assert current_context() is None
+
+
+def test_bind_context_generates_a_32_hex_request_id_when_none_is_given() -> None:
+    with bind_context(tenant="acme") as bound:
+        assert len(bound.request_id) == 32
+        int(bound.request_id, 16)
+
+
+def test_nested_bind_replaces_every_field_and_restores_the_outer_one() -> None:
+    with bind_context(request_id="outer", tenant="acme", team="ml"):
+        with bind_context(request_id="inner") as inner:
+            assert inner == CorrelationContext("inner", None, None)
+        assert current_context() == CorrelationContext("outer", "acme", "ml")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"request_id": ""}, "request_id"),
+        ({"request_id": "x" * 129}, "request_id"),
+        ({"request_id": "a\r\nb"}, "request_id"),
+        ({"request_id": "<script>"}, "request_id"),
+        ({"tenant": "acme corp"}, "tenant"),
+        ({"tenant": "t" * 65}, "tenant"),
+        ({"team": "-leading-dash"}, "team"),
+        ({"team": "ünïcode"}, "team"),
+    ],
+)
+def test_bind_context_rejects_invalid_values(kwargs: dict[str, str], field: str) -> None:
+    with pytest.raises(ValueError, match=field), bind_context(**kwargs):
+        pass  # pragma: no cover
+    assert current_context() is None
+
+
+def test_context_is_frozen() -> None:
+    context = CorrelationContext("r")
+    with pytest.raises(AttributeError):
+        context.tenant = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "A1", "x" * 128, "0af3-b.c_d:e;f=g@h/i+j", "550e8400-e29b-41d4-a716-446655440000"],
+)
+def test_valid_request_ids(value: str) -> None:
+    assert is_valid_request_id(value)
+
+
+@pytest.mark.parametrize("value", ["", "-a", "x" * 129, "a b", "a,b", "é", None, 5])
+def test_invalid_request_ids(value: object) -> None:
+    assert not is_valid_request_id(value)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("acme", True), ("t" * 64, True), ("a/b", False)])
+def test_label_rule(value: str, ok: bool) -> None:
+    assert is_valid_label(value) is ok
+
+
+def test_new_request_ids_are_unique() -> None:
+    assert len({new_request_id() for _ in range(1000)}) == 1000
+
+
+def test_set_and_reset_with_a_token() -> None:
+    token = set_context(CorrelationContext("r1", "acme"))
+    try:
+        assert current_context() == CorrelationContext("r1", "acme")
+    finally:
+        reset_context(token)
+    assert current_context() is None
+
+
+def test_a_plain_thread_does_not_see_the_context() -> None:
+    seen: list[CorrelationContext | None] = []
+    with bind_context(request_id="r1"):
+        thread = threading.Thread(target=lambda: seen.append(current_context()))
+        thread.start()
+        thread.join(5)
+    assert seen == [None]
+
+
+def test_wrap_carries_the_context_into_threads_even_concurrently() -> None:
+    seen: list[CorrelationContext | None] = []
+    barrier = threading.Barrier(4, timeout=5)
+
+    def work() -> None:
+        barrier.wait()
+        seen.append(current_context())
+
+    with bind_context(request_id="r1", tenant="acme"):
+        wrapped = wrap(work)
+    threads = [threading.Thread(target=wrapped) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert seen == [CorrelationContext("r1", "acme")] * 4
+
+
+def test_executor_copies_the_submitters_context_per_submit() -> None:
+    with ContextThreadPoolExecutor(max_workers=2) as pool:
+        with bind_context(request_id="first", tenant="acme"):
+            first = pool.submit(current_context)
+        with bind_context(request_id="second"):
+            second = list(pool.map(lambda _: current_context(), range(3)))
+        unbound = pool.submit(current_context)
+        assert first.result(5) == CorrelationContext("first", "acme")
+        assert second == [CorrelationContext("second")] * 3
+        assert unbound.result(5) is None
+
+
+async def test_asyncio_tasks_keep_their_own_context() -> None:
+    async def one(i: int) -> str | None:
+        with bind_context(request_id=f"task-{i}"):
+            await asyncio.sleep(0)
+            context = current_context()
+            return context.request_id if context else None
+
+    results = await asyncio.gather(*(one(i) for i in range(50)))
+    assert results == [f"task-{i}" for i in range(50)]

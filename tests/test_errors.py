@@ -1,0 +1,106 @@
+"""Error classification and messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aigw_middleware import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    GatewayStatusError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UpstreamError,
+)
+from aigw_middleware.errors import classify, parse_error_body
+
+
+def openai_body(message: str, type: str | None = None, code: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type, "code": code}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (422, BadRequestError),
+        (429, RateLimitError),
+        (402, BudgetExceededError),
+        (412, BudgetExceededError),
+        (500, UpstreamError),
+        (503, UpstreamError),
+        (418, GatewayStatusError),
+    ],
+)
+def test_classification_by_status(status: int, expected: type[GatewayStatusError]) -> None:
+    assert classify(status, parse_error_body(b"")) is expected
+
+
+@pytest.mark.parametrize("marker", ["budget_exceeded", "insufficient_quota"])
+@pytest.mark.parametrize("status", [400, 429, 500])
+def test_budget_bodies_win_at_any_status(marker: str, status: int) -> None:
+    assert (
+        classify(status, parse_error_body(openai_body("over", type=marker))) is BudgetExceededError
+    )
+    assert (
+        classify(status, parse_error_body(openai_body("over", code=marker))) is BudgetExceededError
+    )
+
+
+def test_openai_error_body_is_read() -> None:
+    body = parse_error_body(openai_body("Rate limit reached", "rate_limit_error", "rate_limited"))
+    assert (body.message, body.type, body.code) == (
+        "Rate limit reached",
+        "rate_limit_error",
+        "rate_limited",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"message": "plain json"}', "plain json"),
+        (b'{"detail": "fastapi style"}', "fastapi style"),
+        (b'{"error": "just a string", "code": 7}', "just a string"),
+        (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+        (b"\xff\xfe not utf8", "\ufffd\ufffd not utf8"),
+        (b"", "Service Unavailable"),
+        (b"[1, 2]", "[1, 2]"),
+    ],
+)
+def test_any_body_shape_gives_a_message(content: bytes, message: str) -> None:
+    assert parse_error_body(content, "Service Unavailable").message == message
+
+
+def test_long_messages_are_cut() -> None:
+    assert len(parse_error_body(b"x" * 5000).message) <= 300
+
+
+def test_the_message_names_status_gateway_message_type_code_and_both_request_ids() -> None:
+    body = parse_error_body(openai_body("Budget exceeded for team ml", "budget_exceeded", "b1"))
+    error = BudgetExceededError(
+        400, body, request_id="req-1", gateway_request_id="gw-9", attempts=1
+    )
+    text = str(error)
+    assert "\n" not in text
+    for part in ("400", "Budget exceeded for team ml", "budget_exceeded", "b1", "req-1", "gw-9"):
+        assert part in text
+    assert (error.status, error.type, error.code, error.request_id) == (
+        400,
+        "budget_exceeded",
+        "b1",
+        "req-1",
+    )
+
+
+def test_rate_limit_error_reports_retry_after() -> None:
+    error = RateLimitError(429, parse_error_body(b""), retry_after=120.0, request_id="r")
+    assert error.retry_after == 120.0
+    assert "retry_after=120s" in str(error)

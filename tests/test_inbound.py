@@ -1,0 +1,151 @@
+"""The framework-neutral inbound rules: request-ID choice and the tenant trust policy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from aigw_middleware.config import GatewayConfig
+from aigw_middleware.context import CorrelationContext
+from aigw_middleware.inbound import InboundPolicy, joined
+
+
+def getter(headers: dict[str, str]) -> Any:
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return lambda name: lowered.get(name.lower())
+
+
+def policy(**config: Any) -> InboundPolicy:
+    return InboundPolicy.from_config(GatewayConfig(**config))
+
+
+def test_incoming_request_id_is_used_when_valid() -> None:
+    assert policy().request_id(getter({"X-AI-Request-Id": "abc-123"})) == "abc-123"
+
+
+def test_x_request_id_is_the_fallback_header() -> None:
+    assert policy().request_id(getter({"X-Request-Id": "from-lb"})) == "from-lb"
+
+
+def test_first_valid_header_wins() -> None:
+    headers = {"X-AI-Request-Id": "<bad>", "X-Request-Id": "good"}
+    assert policy().request_id(getter(headers)) == "good"
+
+
+def test_configured_incoming_headers_replace_the_defaults() -> None:
+    p = policy(incoming_request_id_headers=("X-Correlation-Id",))
+    assert p.request_id(getter({"X-Correlation-Id": "c-1", "X-AI-Request-Id": "ignored"})) == "c-1"
+
+
+def test_absent_request_id_is_generated() -> None:
+    request_id = policy().request_id(getter({}))
+    assert len(request_id) == 32
+    int(request_id, 16)
+
+
+@pytest.mark.parametrize(
+    "bad", ["x" * 500, "<script>alert(1)</script>", "ünïcode", "", "a,b", "one, two", " lead"]
+)
+def test_invalid_request_id_is_replaced_and_logged_escaped_and_cut(
+    bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        request_id = policy().request_id(getter({"X-AI-Request-Id": bad}))
+    assert request_id != bad
+    assert len(request_id) == 32
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "X-AI-Request-Id" in message
+    assert bad[:64] not in message or bad[:64] == repr(bad[:64])[1:-1]
+    assert "x" * 65 not in message
+
+
+def test_tenant_headers_from_an_untrusted_peer_are_ignored() -> None:
+    headers = getter({"X-AI-Tenant": "acme", "X-AI-Team": "ml"})
+    assert policy().tenant_and_team(headers, "203.0.113.9") == (None, None)
+    p = policy(trust_tenant_headers_from=["10.0.0.0/8"])
+    assert p.tenant_and_team(headers, "192.0.2.1") == (None, None)
+
+
+def test_tenant_headers_from_a_trusted_cidr_are_used() -> None:
+    p = policy(trust_tenant_headers_from=["10.0.0.0/8", "::1/128"])
+    headers = getter({"X-AI-Tenant": "acme", "X-AI-Team": "ml"})
+    assert p.tenant_and_team(headers, "10.1.2.3") == ("acme", "ml")
+    assert p.tenant_and_team(headers, "::1") == ("acme", "ml")
+    assert p.tenant_and_team(headers, "::ffff:10.0.0.5") == ("acme", "ml")
+
+
+@pytest.mark.parametrize("peer", [None, "", "not-an-ip", "unix:/tmp/sock"])
+def test_unknown_peers_are_never_trusted(peer: str | None) -> None:
+    p = policy(trust_tenant_headers_from=["0.0.0.0/0"])
+    assert not p.trusts(peer)
+
+
+def test_invalid_or_duplicated_tenant_headers_are_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = policy(trust_tenant_headers_from=["127.0.0.1"])
+    headers = getter({"X-AI-Tenant": "acme,evil", "X-AI-Team": "ml team"})
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        assert p.tenant_and_team(headers, "127.0.0.1") == (None, None)
+    assert len(caplog.records) == 2
+
+
+def test_resolver_wins_over_trusted_headers() -> None:
+    p = policy(
+        trust_tenant_headers_from=["127.0.0.1"], tenant_resolver=lambda request: ("resolved", None)
+    )
+    headers = getter({"X-AI-Tenant": "header", "X-AI-Team": "header-team"})
+    assert p.tenant_and_team(headers, "127.0.0.1", request=object()) == ("resolved", "header-team")
+
+
+def test_resolver_receives_the_request_and_may_return_none() -> None:
+    seen: list[object] = []
+
+    def resolver(request: object) -> None:
+        seen.append(request)
+
+    request = object()
+    assert policy(tenant_resolver=resolver).tenant_and_team(getter({}), None, request) == (
+        None,
+        None,
+    )
+    assert seen == [request]
+
+
+def test_resolver_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def resolver(request: object) -> tuple[str, str]:
+        raise LookupError("no such user")
+
+    with caplog.at_level(logging.ERROR, logger="aigw_middleware"):
+        result = policy(tenant_resolver=resolver).tenant_and_team(getter({}), None, object())
+    assert result == (None, None)
+    assert "resolver failed" in caplog.text
+
+
+def test_resolver_values_are_validated_and_converted() -> None:
+    p = policy(tenant_resolver=lambda request: (42, "bad team"))
+    assert p.tenant_and_team(getter({}), None, object()) == ("42", None)
+
+
+def test_context_for_builds_the_whole_context() -> None:
+    p = policy(trust_tenant_headers_from=["127.0.0.0/8"])
+    headers = getter({"X-AI-Request-Id": "r-1", "X-AI-Tenant": "acme"})
+    assert p.context_for(headers, "127.0.0.1") == CorrelationContext("r-1", "acme", None)
+
+
+def test_custom_tenant_header_names() -> None:
+    p = policy(
+        trust_tenant_headers_from=["127.0.0.1"], tenant_header="X-Org", team_header="X-Group"
+    )
+    headers = getter({"X-Org": "acme", "X-Group": "ml", "X-AI-Tenant": "ignored"})
+    assert p.tenant_and_team(headers, "127.0.0.1") == ("acme", "ml")
+
+
+def test_joined_combines_repeated_values_like_django() -> None:
+    assert joined([]) is None
+    assert joined(["a"]) == "a"
+    assert joined(["a", "b"]) == "a, b"
