@@ -107,11 +107,14 @@ class HeaderInjector:
                     del headers[name]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
             return context
+        for key in self._managed[:3]:
+            if key in headers and key not in injected and not self._explicit_ok(key, headers[key]):
+                del headers[key]
         added = set()
         for name, value in self.profile.headers(context, self.names):
             key = name.lower()
-            if key in headers and key not in injected and self._explicit_ok(key, headers[key]):
-                continue
+            if key in headers and key not in injected:
+                continue  # set explicitly on this call: it wins
             headers[name] = value
             added.add(key)
         for key in injected - added:
@@ -121,15 +124,10 @@ class HeaderInjector:
         return context
 
     def _explicit_ok(self, key: str, value: str) -> bool:
-        if key == self._managed[0]:
-            ok = is_valid_request_id(value)
-        elif key in self._managed[1:3]:
-            ok = is_valid_label(value)
-        else:
-            return True
+        ok = is_valid_request_id(value) if key == self._managed[0] else is_valid_label(value)
         if not ok:
             logger.warning(
-                "aigw: replaced invalid explicit %s header %s", key, escape_for_log(value)
+                "aigw: dropped invalid explicit %s header %s", key, escape_for_log(value)
             )
         return ok
 

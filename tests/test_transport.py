@@ -1,0 +1,238 @@
+"""The correlation transports: which requests get which headers, per hop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from aigw_middleware import GatewayConfig, bind_context
+from aigw_middleware.context import CorrelationContext, reset_context, set_context
+from aigw_middleware.testing import FakeGateway
+from aigw_middleware.transport import AsyncCorrelationTransport, CorrelationTransport
+
+X_AI = ("x-ai-request-id", "x-ai-tenant", "x-ai-team")
+
+
+def x_ai(headers: httpx.Headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower().startswith("x-ai-")}
+
+
+class Recorder:
+    """An httpx.MockTransport handler that keeps every request it saw."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def client_for(recorder: Recorder, **config: object) -> httpx.Client:
+    settings = {"base_url": "http://gateway.test/ai", **config}
+    transport = CorrelationTransport(httpx.MockTransport(recorder), GatewayConfig(**settings))  # type: ignore[arg-type]
+    return httpx.Client(transport=transport)
+
+
+def test_inside_a_context_the_gateway_gets_exactly_the_three_headers(recorder: Recorder) -> None:
+    with client_for(recorder) as client, bind_context(request_id="req-1", tenant="acme", team="ml"):
+        client.post("http://gateway.test/ai/chat/completions", json={})
+    assert x_ai(recorder.requests[0].headers) == {
+        "x-ai-request-id": "req-1",
+        "x-ai-tenant": "acme",
+        "x-ai-team": "ml",
+    }
+
+
+def test_outside_a_context_each_request_gets_a_fresh_id_and_no_tenant(recorder: Recorder) -> None:
+    with client_for(recorder) as client:
+        client.get("http://gateway.test/ai/models")
+        client.get("http://gateway.test/ai/models")
+    ids = [request.headers["x-ai-request-id"] for request in recorder.requests]
+    assert len(set(ids)) == 2
+    for request_id in ids:
+        assert len(request_id) == 32
+        int(request_id, 16)
+    for request in recorder.requests:
+        assert set(x_ai(request.headers)) == {"x-ai-request-id"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://elsewhere.test/ai/chat/completions",  # other host
+        "https://gateway.test/ai/chat/completions",  # other scheme
+        "http://gateway.test:8080/ai/chat/completions",  # other port
+        "http://gateway.test/other/chat/completions",  # outside the path prefix
+        "http://gateway.test/aix/chat/completions",  # prefix must end at a segment
+    ],
+)
+def test_requests_outside_base_url_get_no_correlation_header(recorder: Recorder, url: str) -> None:
+    with client_for(recorder) as client, bind_context(request_id="req-1", tenant="acme", team="ml"):
+        client.post(url, headers={"X-AI-Tenant": "explicit"}, json={})
+    assert x_ai(recorder.requests[0].headers) == {}
+
+
+def test_default_ports_and_host_case_match(recorder: Recorder) -> None:
+    with client_for(recorder) as client, bind_context(request_id="req-1"):
+        client.get("http://GATEWAY.test:80/ai")
+    assert recorder.requests[0].headers["x-ai-request-id"] == "req-1"
+
+
+def test_propagate_to_prefixes_also_receive_the_headers(recorder: Recorder) -> None:
+    with (
+        client_for(recorder, propagate_to=["http://tools.test:9000/mcp"]) as client,
+        bind_context(request_id="req-1", tenant="acme"),
+    ):
+        client.get("http://tools.test:9000/mcp/search")
+        client.get("http://tools.test:9000/mcpx")
+    assert x_ai(recorder.requests[0].headers) == {"x-ai-request-id": "req-1", "x-ai-tenant": "acme"}
+    assert x_ai(recorder.requests[1].headers) == {}
+
+
+def test_explicit_per_call_headers_win(recorder: Recorder) -> None:
+    with client_for(recorder) as client, bind_context(request_id="req-1", tenant="acme", team="ml"):
+        client.get("http://gateway.test/ai/models", headers={"x-ai-tenant": "override"})
+    assert x_ai(recorder.requests[0].headers) == {
+        "x-ai-request-id": "req-1",
+        "x-ai-tenant": "override",
+        "x-ai-team": "ml",
+    }
+
+
+def test_invalid_explicit_values_are_dropped_and_logged(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="aigw_middleware"),
+        client_for(recorder) as client,
+        bind_context(request_id="req-1", tenant="acme"),
+    ):
+        client.get(
+            "http://gateway.test/ai/models",
+            headers={"X-AI-Request-Id": "<bad id>", "X-AI-Team": "bad team"},
+        )
+    assert x_ai(recorder.requests[0].headers) == {"x-ai-request-id": "req-1", "x-ai-tenant": "acme"}
+    assert "invalid explicit x-ai-request-id" in caplog.text
+    assert "invalid explicit x-ai-team" in caplog.text
+
+
+def test_client_level_correlation_headers_are_not_sent_elsewhere(recorder: Recorder) -> None:
+    config = GatewayConfig(base_url="http://gateway.test/ai")
+    transport = CorrelationTransport(httpx.MockTransport(recorder), config)
+    with httpx.Client(transport=transport, headers={"X-AI-Tenant": "sticky"}) as client:
+        client.get("http://elsewhere.test/")
+    assert x_ai(recorder.requests[0].headers) == {}
+
+
+def test_a_context_with_invalid_values_is_sanitised_before_it_goes_out(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = set_context(CorrelationContext("bad id\r\n", "acme", "bad team"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="aigw_middleware"), client_for(recorder) as c:
+            c.get("http://gateway.test/ai/models")
+    finally:
+        reset_context(token)
+    sent = x_ai(recorder.requests[0].headers)
+    assert sent["x-ai-tenant"] == "acme"
+    assert "x-ai-team" not in sent
+    assert len(sent["x-ai-request-id"]) == 32
+
+
+def test_custom_header_names(recorder: Recorder) -> None:
+    with (
+        client_for(
+            recorder,
+            request_id_header="X-Correlation-Id",
+            tenant_header="X-Org",
+            team_header="X-Grp",
+        ) as client,
+        bind_context(request_id="req-1", tenant="acme", team="ml"),
+    ):
+        client.get("http://gateway.test/ai/models")
+    headers = recorder.requests[0].headers
+    assert (headers["x-correlation-id"], headers["x-org"], headers["x-grp"]) == (
+        "req-1",
+        "acme",
+        "ml",
+    )
+    assert x_ai(headers) == {}
+
+
+@pytest.fixture
+def two_gateways() -> Iterator[tuple[FakeGateway, FakeGateway]]:
+    with FakeGateway() as gateway, FakeGateway() as other:
+        yield gateway, other
+
+
+def test_a_redirect_to_another_host_carries_no_correlation_header(
+    two_gateways: tuple[FakeGateway, FakeGateway],
+) -> None:
+    gateway, other = two_gateways
+    gateway.queue_response(302, headers={"Location": f"{other.base_url}/models"})
+    config = GatewayConfig(base_url=gateway.base_url)
+    transport = CorrelationTransport(httpx.HTTPTransport(), config)
+    with (
+        httpx.Client(transport=transport, follow_redirects=True, timeout=5) as client,
+        bind_context(request_id="req-1", tenant="acme", team="ml"),
+    ):
+        response = client.get(f"{gateway.base_url}/models")
+    assert response.status_code == 200
+    assert x_ai(gateway.requests[0].headers) == {
+        "x-ai-request-id": "req-1",
+        "x-ai-tenant": "acme",
+        "x-ai-team": "ml",
+    }
+    assert [request.path for request in other.requests] == ["/v1/models"]
+    assert x_ai(other.requests[0].headers) == {}
+
+
+def test_a_redirect_back_to_the_gateway_keeps_the_same_request_id(
+    two_gateways: tuple[FakeGateway, FakeGateway],
+) -> None:
+    gateway, other = two_gateways
+    gateway.queue_response(302, headers={"Location": f"{other.base_url}/hop"})
+    other.queue_response(302, headers={"Location": f"{gateway.base_url}/models"})
+    config = GatewayConfig(base_url=gateway.base_url)
+    transport = CorrelationTransport(httpx.HTTPTransport(), config)
+    with httpx.Client(transport=transport, follow_redirects=True, timeout=5) as client:
+        client.get(f"{gateway.base_url}/models")
+    first, last = gateway.requests
+    assert first.headers["x-ai-request-id"] == last.headers["x-ai-request-id"]
+    assert x_ai(other.requests[0].headers) == {}
+
+
+async def test_the_async_transport_applies_the_same_rule(recorder: Recorder) -> None:
+    config = GatewayConfig(base_url="http://gateway.test/ai")
+    transport = AsyncCorrelationTransport(httpx.MockTransport(recorder), config)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with bind_context(request_id="req-a", tenant="acme"):
+            await client.get("http://gateway.test/ai/models")
+            await client.get("http://elsewhere.test/ai/models")
+    assert x_ai(recorder.requests[0].headers) == {"x-ai-request-id": "req-a", "x-ai-tenant": "acme"}
+    assert x_ai(recorder.requests[1].headers) == {}
+
+
+def test_every_attempt_is_logged_with_the_correlation_fields(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="aigw_middleware"),
+        client_for(recorder) as client,
+        bind_context(request_id="req-1", tenant="acme"),
+    ):
+        client.get("http://gateway.test/ai/models?api_key=should-not-appear")
+    [record] = [r for r in caplog.records if r.name == "aigw_middleware"]
+    assert record.aigw_target == "gateway.test/ai/models"  # type: ignore[attr-defined]
+    assert record.aigw_status == 200  # type: ignore[attr-defined]
+    assert (record.request_id, record.tenant, record.team) == ("req-1", "acme", "-")  # type: ignore[attr-defined]
+    assert "should-not-appear" not in caplog.text
