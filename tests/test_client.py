@@ -1,0 +1,419 @@
+"""GatewayClient / AsyncGatewayClient against the FakeGateway: calls, retries, errors, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from aigw_middleware import (
+    AsyncGatewayClient,
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigurationError,
+    GatewayClient,
+    GatewayConfig,
+    GatewayConnectionError,
+    GatewayTimeoutError,
+    NotFoundError,
+    RateLimitError,
+    UpstreamError,
+    bind_context,
+    get_async_client,
+    get_client,
+)
+from aigw_middleware import client as client_module
+from aigw_middleware.testing import FakeGateway
+
+HI = [{"role": "user", "content": "hi there"}]
+
+
+@pytest.fixture
+def client(gateway_config: GatewayConfig) -> Iterator[GatewayClient]:
+    with GatewayClient(gateway_config) as client:
+        yield client
+
+
+def x_ai(gateway: FakeGateway, index: int = -1) -> dict[str, str]:
+    headers = gateway.requests[index].headers
+    return {name: value for name, value in headers.items() if name.startswith("x-ai-")}
+
+
+def test_a_call_inside_a_context_carries_exactly_its_three_values(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    with bind_context(request_id="req-1", tenant="acme", team="ml"):
+        response = client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert x_ai(fake_gateway) == {
+        "x-ai-request-id": "req-1",
+        "x-ai-tenant": "acme",
+        "x-ai-team": "ml",
+    }
+    assert response.content == "Hello from FakeGateway: hi there"
+    assert response.request_id == "req-1"
+    assert response.gateway_request_id == "fgw-1"
+    assert response.model == "gpt-4o-mini"
+    assert response.usage is not None
+    assert response.usage["total_tokens"] > 0
+
+
+def test_outside_a_context_every_call_gets_a_fresh_id_and_no_tenant(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    first = client.chat.completions.create(model="m", messages=HI)
+    second = client.chat.completions.create(model="m", messages=HI)
+    assert first.request_id != second.request_id
+    for index, result in enumerate((first, second)):
+        assert x_ai(fake_gateway, index) == {"x-ai-request-id": result.request_id}
+        assert len(result.request_id) == 32
+        int(result.request_id, 16)
+
+
+def test_the_api_key_and_extra_headers_are_sent(fake_gateway: FakeGateway) -> None:
+    config = GatewayConfig(
+        base_url=fake_gateway.base_url, api_key="placeholder", extra_headers={"x-gw-auth": "k"}
+    )
+    with GatewayClient(config) as client:
+        client.models.list()
+    headers = fake_gateway.requests[0].headers
+    assert headers["authorization"] == "Bearer placeholder"
+    assert headers["x-gw-auth"] == "k"
+
+
+def test_model_prefix_is_added_unless_the_model_has_a_slash(fake_gateway: FakeGateway) -> None:
+    with GatewayClient(base_url=fake_gateway.base_url, model_prefix="openai") as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        client.chat.completions.create(model="anthropic/claude-3-5-haiku", messages=HI)
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    models = [request.json["model"] for request in fake_gateway.requests]
+    assert models == [
+        "openai/gpt-4o-mini",
+        "anthropic/claude-3-5-haiku",
+        "openai/text-embedding-3-small",
+    ]
+
+
+def test_streamed_chunks_join_to_the_plain_answer_and_carry_the_headers(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    with bind_context(request_id="req-s", tenant="acme", team="ml"):
+        plain = client.chat.completions.create(model="m", messages=HI)
+        with client.chat.completions.create(model="m", messages=HI, stream=True) as stream:
+            streamed = "".join(chunk.delta for chunk in stream)
+    assert streamed == plain.content
+    assert stream.request_id == "req-s"
+    assert fake_gateway.requests[1].json["stream"] is True
+    assert x_ai(fake_gateway, 1) == x_ai(fake_gateway, 0)
+
+
+def test_embeddings_models_and_raw_requests(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    embeddings = client.embeddings.create(model="e", input=["a", "b"])
+    assert len(embeddings.vectors) == 2
+    assert "gpt-4o-mini" in client.models.list().ids
+    with bind_context(request_id="raw-1"):
+        raw = client.request("POST", "/embeddings", json={"model": "e", "input": "x"})
+    assert raw.status_code == 200
+    assert fake_gateway.requests[-1].path == "/v1/embeddings"
+    assert x_ai(fake_gateway) == {"x-ai-request-id": "raw-1"}
+
+
+def test_calls_without_a_base_url_fail_with_a_configuration_error() -> None:
+    with (
+        GatewayClient(GatewayConfig()) as client,
+        pytest.raises(ConfigurationError, match="AIGW_BASE_URL"),
+    ):
+        client.models.list()
+
+
+# Retries -------------------------------------------------------------------------------------
+
+
+def test_503_twice_then_200_succeeds_after_three_attempts_with_one_request_id(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(503, times=2)
+    result = client.chat.completions.create(model="m", messages=HI)
+    assert result.content.startswith("Hello")
+    assert len(fake_gateway.requests) == 3
+    ids = {request.headers["x-ai-request-id"] for request in fake_gateway.requests}
+    assert ids == {result.request_id}
+
+
+def test_retry_after_one_second_is_waited_for(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    client.models.list()
+    assert time.monotonic() - started >= 0.95
+    assert len(fake_gateway.requests) == 2
+
+
+def test_retry_after_beyond_sixty_seconds_raises_at_once(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(429, headers={"Retry-After": "120"})
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as caught:
+        client.models.list()
+    assert time.monotonic() - started < 1
+    assert caught.value.retry_after == 120.0
+    assert caught.value.attempts == 1
+    assert len(fake_gateway.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (429, {"error": {"message": "Budget exceeded", "type": "budget_exceeded", "code": None}}),
+        (
+            429,
+            {
+                "error": {
+                    "message": "Quota",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+        ),
+        (402, {"error": {"message": "Payment required"}}),
+        (412, {"error": {"message": "Budget limit reached"}}),
+    ],
+)
+def test_budget_errors_raise_after_one_attempt(
+    client: GatewayClient, fake_gateway: FakeGateway, status: int, body: dict[str, object]
+) -> None:
+    fake_gateway.queue_response(status, json=body, headers={"Retry-After": "1"}, times=3)
+    with bind_context(request_id="req-b"), pytest.raises(BudgetExceededError) as caught:
+        client.chat.completions.create(model="m", messages=HI)
+    assert len(fake_gateway.requests) == 1
+    error = caught.value
+    assert (error.status, error.request_id, error.attempts) == (status, "req-b", 1)
+    assert error.gateway_request_id == "fgw-1"
+    assert "req-b" in str(error)
+    assert "fgw-1" in str(error)
+
+
+def test_401_raises_authentication_error_after_one_attempt(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(
+        401, json={"error": {"message": "Invalid key", "type": "auth_error", "code": "bad_key"}}
+    )
+    with pytest.raises(AuthenticationError, match="Invalid key") as caught:
+        client.models.list()
+    assert (caught.value.type, caught.value.code) == ("auth_error", "bad_key")
+    assert len(fake_gateway.requests) == 1
+
+
+def test_404_and_exhausted_5xx(client: GatewayClient, fake_gateway: FakeGateway) -> None:
+    with pytest.raises(NotFoundError):
+        client.request("GET", "/no/such/route")
+    fake_gateway.queue_response(500, body="<html>oops</html>", times=3)
+    with pytest.raises(UpstreamError, match="oops") as caught:
+        client.models.list()
+    assert caught.value.attempts == 3
+
+
+def test_a_dropped_connection_raises_gateway_connection_error(fake_gateway: FakeGateway) -> None:
+    fake_gateway.queue_response(drop=True, times=2)
+    with (
+        GatewayClient(base_url=fake_gateway.base_url, max_retries=1) as client,
+        bind_context(request_id="req-d"),
+        pytest.raises(GatewayConnectionError) as caught,
+    ):
+        client.models.list()
+    assert not isinstance(caught.value, GatewayTimeoutError)
+    assert (caught.value.request_id, caught.value.attempts) == ("req-d", 2)
+    assert "req-d" in str(caught.value)
+
+
+def test_a_late_answer_past_the_timeout_raises_gateway_timeout_error(
+    fake_gateway: FakeGateway,
+) -> None:
+    fake_gateway.queue_response(delay=3.0)
+    with (
+        GatewayClient(base_url=fake_gateway.base_url, timeout=0.3, max_retries=0) as client,
+        pytest.raises(GatewayTimeoutError),
+    ):
+        client.models.list()
+
+
+def test_an_unreachable_gateway_raises_gateway_connection_error() -> None:
+    with FakeGateway() as gateway:
+        base_url = gateway.base_url
+    with (
+        GatewayClient(base_url=base_url, max_retries=0) as client,
+        pytest.raises(GatewayConnectionError, match=r"127\.0\.0\.1"),
+    ):
+        client.models.list()
+
+
+def test_a_stream_cut_short_raises_gateway_connection_error(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(stream_cut_after=2)
+    stream = client.chat.completions.create(model="m", messages=HI, stream=True)
+    received = []
+
+    def read_all() -> None:
+        for chunk in stream:
+            received.append(chunk)
+
+    with pytest.raises(GatewayConnectionError):
+        read_all()
+    assert len(received) == 2
+
+
+# Cookies, sharing, concurrency ---------------------------------------------------------------
+
+
+def test_a_gateway_cookie_is_never_sent_on_a_later_call(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(headers={"Set-Cookie": "session=acme-secret; Path=/"})
+    with bind_context(tenant="acme"):
+        client.models.list()
+    with bind_context(tenant="globex"):
+        client.models.list()
+    assert "cookie" not in fake_gateway.requests[1].headers
+
+
+def test_get_client_is_one_shared_client(shared_config: GatewayConfig) -> None:
+    assert get_client() is get_client()
+    assert get_client().config is shared_config
+
+
+def test_get_client_falls_back_to_the_environment(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIGW_BASE_URL", fake_gateway.base_url)
+    client_module.configure(None)
+    try:
+        with bind_context(request_id="env-1"):
+            get_client().models.list()
+    finally:
+        client_module.configure(None)
+    assert x_ai(fake_gateway) == {"x-ai-request-id": "env-1"}
+
+
+def test_200_tasks_and_50_threads_never_mix_up_their_contexts(
+    shared_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    errors: list[BaseException] = []
+
+    def thread_call(i: int) -> None:
+        try:
+            with bind_context(request_id=f"thread-{i}", tenant=f"t{i}", team=f"team{i}"):
+                get_client().chat.completions.create(model="m", messages=HI)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    async def task_call(i: int) -> None:
+        with bind_context(request_id=f"task-{i}", tenant=f"t{i}", team=f"team{i}"):
+            await asyncio.sleep(0)
+            await get_async_client().chat.completions.create(model="m", messages=HI)
+
+    async def all_tasks() -> None:
+        await asyncio.gather(*(task_call(i) for i in range(200)))
+
+    threads = [threading.Thread(target=thread_call, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(all_tasks())
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(fake_gateway.requests) == 250
+    for request in fake_gateway.requests:
+        kind, i = request.headers["x-ai-request-id"].split("-")
+        assert kind in ("thread", "task")
+        assert request.headers["x-ai-tenant"] == f"t{i}"
+        assert request.headers["x-ai-team"] == f"team{i}"
+    seen = {request.headers["x-ai-request-id"] for request in fake_gateway.requests}
+    assert len(seen) == 250
+
+
+def test_two_consecutive_asyncio_runs_both_work(
+    shared_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    clients: list[AsyncGatewayClient] = []
+
+    async def call(n: int) -> str:
+        client = get_async_client()
+        clients.append(client)
+        with bind_context(request_id=f"run-{n}"):
+            result = await client.chat.completions.create(model="m", messages=HI)
+        return result.content
+
+    assert asyncio.run(call(1)) == asyncio.run(call(2))
+    assert clients[0] is not clients[1]
+    assert all(client.is_closed for client in clients)
+    assert [r.headers["x-ai-request-id"] for r in fake_gateway.requests] == ["run-1", "run-2"]
+
+
+async def test_the_async_client_is_shared_within_a_loop(shared_config: GatewayConfig) -> None:
+    assert get_async_client() is get_async_client()
+
+
+def test_get_async_client_outside_a_loop_explains_itself() -> None:
+    with pytest.raises(RuntimeError, match="running event loop"):
+        get_async_client()
+
+
+async def test_async_client_plain_stream_and_errors(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    async with AsyncGatewayClient(gateway_config) as client:
+        with bind_context(request_id="req-a", tenant="acme"):
+            plain = await client.chat.completions.create(model="m", messages=HI)
+            stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
+            streamed = "".join([chunk.delta async for chunk in stream])
+        assert streamed == plain.content
+        assert x_ai(fake_gateway, 1) == {"x-ai-request-id": "req-a", "x-ai-tenant": "acme"}
+        fake_gateway.queue_response(503)
+        assert (await client.models.list()).ids
+        fake_gateway.queue_response(401)
+        with pytest.raises(AuthenticationError):
+            await client.embeddings.create(model="e", input="x")
+        raw = await client.request("GET", "models")
+        assert raw.json()["object"] == "list"
+
+
+def test_proxy_settings_choose_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    base = {"base_url": "http://gateway.test/ai"}
+    assert client_module._proxy_for(GatewayConfig(**base)) == "http://127.0.0.1:3128"
+    assert client_module._proxy_for(GatewayConfig(**base, disable_proxy=True)) is None
+    explicit = GatewayConfig(**base, proxy="http://127.0.0.1:8888", disable_proxy=True)
+    assert client_module._proxy_for(explicit) == "http://127.0.0.1:8888"
+
+
+def test_the_client_never_mounts_environment_proxies_around_its_transport(
+    monkeypatch: pytest.MonkeyPatch, fake_gateway: FakeGateway
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    with (
+        GatewayClient(base_url=fake_gateway.base_url) as client,
+        bind_context(request_id="no-proxy"),
+    ):
+        client.models.list()
+    assert x_ai(fake_gateway) == {"x-ai-request-id": "no-proxy"}
+
+
+def test_per_call_timeout_and_headers(fake_gateway: FakeGateway) -> None:
+    fake_gateway.queue_response(delay=2.0)
+    with (
+        GatewayClient(base_url=fake_gateway.base_url, max_retries=0) as client,
+        pytest.raises(GatewayTimeoutError),
+    ):
+        client.chat.completions.create(
+            model="m", messages=HI, timeout=0.2, extra_headers={"x-custom": "1"}
+        )
+    assert fake_gateway.requests[0].headers["x-custom"] == "1"
