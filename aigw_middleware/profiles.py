@@ -2,7 +2,18 @@
 
 Every profile sends the generic ``X-AI-Request-Id``, ``X-AI-Tenant`` and ``X-AI-Team`` (names
 configurable); the gateway-specific profiles add that gateway's own headers so its logs,
-analytics and budgets see the same values.
+analytics and budgets see the same values:
+
+- ``helicone``: ``Helicone-Property-Request-Id`` / ``-Tenant`` / ``-Team``, custom properties
+  that Helicone records with each request. ``Helicone-Request-Id`` is not sent: Helicone
+  replaces any value that is not a UUID. ``Helicone-User-Id`` is not sent either: a tenant is
+  not a user, and Helicone's per-user analytics and rate limits would count it as one.
+- ``portkey``: ``x-portkey-trace-id`` (the request ID), ``x-portkey-metadata`` (a JSON object of
+  strings, each at most 128 characters) and ``x-portkey-forward-headers``, the comma-separated
+  names of the three generic headers, without which Portkey forwards none of them upstream.
+- ``litellm``: ``x-litellm-trace-id`` (the request ID), ``x-litellm-spend-logs-metadata`` (JSON)
+  and ``x-litellm-call-id``, fresh for every attempt because LiteLLM uses it as the primary key
+  of its spend log: a repeated value would drop the retry's row.
 """
 
 from __future__ import annotations
@@ -54,6 +65,14 @@ class HeaderProfile:
         return out
 
 
+def _metadata(context: CorrelationContext) -> str:
+    """The context as a compact JSON object of strings (absent values left out)."""
+    fields = {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+    return json.dumps(
+        {key: value for key, value in fields.items() if value is not None}, separators=(",", ":")
+    )
+
+
 def _generic(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
     return []
 
@@ -62,44 +81,35 @@ def _helicone(context: CorrelationContext, names: CorrelationNames) -> list[tupl
     out = [("Helicone-Property-Request-Id", context.request_id)]
     if context.tenant is not None:
         out.append(("Helicone-Property-Tenant", context.tenant))
-        out.append(("Helicone-User-Id", context.tenant))
     if context.team is not None:
         out.append(("Helicone-Property-Team", context.team))
     return out
 
 
 def _portkey(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    metadata = {"request_id": context.request_id}
-    forward = [names.request_id]
-    if context.tenant is not None:
-        metadata["tenant"] = context.tenant
-        metadata["_user"] = context.tenant
-        forward.append(names.tenant)
-    if context.team is not None:
-        metadata["team"] = context.team
-        forward.append(names.team)
+    # Portkey skips listed headers that are absent, so all three are named: an explicit
+    # tenant or team set on one call is forwarded too.
+    forward = ",".join(name.lower() for name in (names.request_id, names.tenant, names.team))
     return [
         ("x-portkey-trace-id", context.request_id),
-        ("x-portkey-metadata", json.dumps(metadata, separators=(",", ":"))),
-        ("x-portkey-forward-headers", ",".join(name.lower() for name in forward)),
+        ("x-portkey-metadata", _metadata(context)),
+        ("x-portkey-forward-headers", forward),
     ]
 
 
 def _litellm(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    # x-litellm-call-id is a primary key in LiteLLM's spend logs: fresh for every attempt.
-    return [("x-litellm-trace-id", context.request_id), ("x-litellm-call-id", str(uuid.uuid4()))]
+    return [
+        ("x-litellm-trace-id", context.request_id),
+        ("x-litellm-spend-logs-metadata", _metadata(context)),
+        ("x-litellm-call-id", str(uuid.uuid4())),
+    ]
 
 
 PROFILES: dict[str, HeaderProfile] = {
     "generic": HeaderProfile("generic", (), _generic),
     "helicone": HeaderProfile(
         "helicone",
-        (
-            "Helicone-Property-Request-Id",
-            "Helicone-Property-Tenant",
-            "Helicone-Property-Team",
-            "Helicone-User-Id",
-        ),
+        ("Helicone-Property-Request-Id", "Helicone-Property-Tenant", "Helicone-Property-Team"),
         _helicone,
     ),
     "portkey": HeaderProfile(
@@ -107,7 +117,11 @@ PROFILES: dict[str, HeaderProfile] = {
         ("x-portkey-trace-id", "x-portkey-metadata", "x-portkey-forward-headers"),
         _portkey,
     ),
-    "litellm": HeaderProfile("litellm", ("x-litellm-trace-id", "x-litellm-call-id"), _litellm),
+    "litellm": HeaderProfile(
+        "litellm",
+        ("x-litellm-trace-id", "x-litellm-spend-logs-metadata", "x-litellm-call-id"),
+        _litellm,
+    ),
 }
 
 
