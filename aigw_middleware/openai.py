@@ -1,0 +1,144 @@
+"""The official OpenAI SDK clients, wired through the correlation transport.
+
+``OpenAI(**kwargs)`` and ``AsyncOpenAI(**kwargs)`` are the SDK's ``openai.OpenAI`` and
+``openai.AsyncOpenAI`` with ``base_url``, ``api_key``, ``timeout``, ``max_retries`` and
+``default_headers`` taken from the active :class:`~aigw_middleware.GatewayConfig` (the one
+``get_client()`` uses), and an ``http_client`` whose transport adds the correlation headers to
+calls to the gateway only. Keyword arguments you pass win.
+
+Both SDK generations work: openai 2.x builds on ``httpx``, openai 3.x on ``httpx2``; the HTTP
+client is made with the package the installed SDK uses. Retries stay in the SDK (from
+``max_retries``); the transport never retries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+try:
+    import openai
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
+    ) from exc
+
+from .client import CONNECT_TIMEOUT, _model, _no_cookies, _proxy_for, _shared
+from .config import GatewayConfig
+from .context import bind_context, current_context
+from .transport import AsyncCorrelationTransport, CorrelationTransport
+
+__all__ = ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"]
+
+#: The API key sent when the gateway is configured without one: the SDK refuses to start
+#: without a key, and gateways that hold the real provider keys ignore it.
+PLACEHOLDER_API_KEY = "aigw-placeholder"
+
+
+class OpenAI(openai.OpenAI):
+    """``openai.OpenAI`` configured for the gateway, with correlation headers on every call.
+
+    ``OpenAI(config=None, **kwargs)``: ``kwargs`` are the SDK's own arguments and win over the
+    config; ``config`` defaults to the one ``get_client()`` uses. Every logical call (all its
+    retries) carries one request ID: the bound context's, else a fresh one. With
+    ``model_prefix`` set, a ``"model"`` without ``/`` in a request body is sent prefixed.
+    """
+
+    def __init__(self, *, config: GatewayConfig | None = None, **kwargs: Any) -> None:
+        self.gateway_config = _config_for(config, kwargs)
+        super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=False))
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if current_context() is not None:
+            return super().request(*args, **kwargs)
+        with bind_context():
+            return super().request(*args, **kwargs)
+
+    def _prepare_options(self, options: Any) -> Any:
+        return super()._prepare_options(_with_model_prefix(self.gateway_config, options))
+
+
+class AsyncOpenAI(openai.AsyncOpenAI):
+    """``openai.AsyncOpenAI`` configured for the gateway; see :class:`OpenAI`."""
+
+    def __init__(self, *, config: GatewayConfig | None = None, **kwargs: Any) -> None:
+        self.gateway_config = _config_for(config, kwargs)
+        super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=True))
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        if current_context() is not None:
+            return await super().request(*args, **kwargs)
+        with bind_context():
+            return await super().request(*args, **kwargs)
+
+    async def _prepare_options(self, options: Any) -> Any:
+        return await super()._prepare_options(_with_model_prefix(self.gateway_config, options))
+
+
+def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:
+    config = config or _shared().config
+    base_url = kwargs.get("base_url")
+    # The SDK talks to the base_url it is given, so that is where the headers belong.
+    if base_url is not None and str(base_url).rstrip("/") != config.base_url:
+        config = config.replace(base_url=str(base_url))
+    return config
+
+
+def http_module() -> ModuleType:
+    """``httpx`` or ``httpx2``: the package the installed SDK builds its HTTP clients on."""
+    if issubclass(openai.DefaultHttpxClient, httpx.Client):
+        return httpx
+    return importlib.import_module("httpx2")
+
+
+def _sdk_arguments(
+    config: GatewayConfig, kwargs: dict[str, Any], *, asynchronous: bool
+) -> dict[str, Any]:
+    arguments = dict(kwargs)
+    http = http_module()
+    if config.base_url is not None:
+        arguments.setdefault("base_url", config.base_url)
+        arguments.setdefault("api_key", config.api_key or PLACEHOLDER_API_KEY)
+    elif config.api_key is not None:
+        arguments.setdefault("api_key", config.api_key)
+    arguments.setdefault(
+        "timeout", http.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout))
+    )
+    arguments.setdefault("max_retries", config.max_retries)
+    if config.extra_headers:
+        arguments["default_headers"] = {
+            **config.extra_headers,
+            **(arguments.get("default_headers") or {}),
+        }
+    if "http_client" not in arguments:
+        arguments["http_client"] = _http_client(http, config, asynchronous=asynchronous)
+    return arguments
+
+
+def _http_client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool) -> Any:
+    # The SDK's own client classes keep its connection limits and redirect defaults.
+    # trust_env=False: proxies are chosen here, so the environment cannot mount transports
+    # that bypass the correlation transport.
+    proxy = _proxy_for(config)
+    if asynchronous:
+        return openai.DefaultAsyncHttpxClient(
+            transport=AsyncCorrelationTransport(http.AsyncHTTPTransport(proxy=proxy), config),
+            cookies=_no_cookies(),
+            trust_env=False,
+        )
+    return openai.DefaultHttpxClient(
+        transport=CorrelationTransport(http.HTTPTransport(proxy=proxy), config),
+        cookies=_no_cookies(),
+        trust_env=False,
+    )
+
+
+def _with_model_prefix(config: GatewayConfig, options: Any) -> Any:
+    body = options.json_data
+    if config.model_prefix and isinstance(body, dict) and isinstance(body.get("model"), str):
+        # options is the SDK's per-attempt copy; the caller's body dict stays untouched.
+        options.json_data = {**body, "model": _model(config, body["model"])}
+    return options
