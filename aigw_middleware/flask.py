@@ -1,0 +1,253 @@
+"""Flask integration: the :class:`AIGateway` extension.
+
+``AIGateway(app)``, or ``aigw.init_app(app)`` in an app factory, binds each request's correlation
+context for the whole request (``before_request`` functions, error handlers, the view,
+``after_request`` functions and a streamed body), echoes ``X-AI-Request-Id`` on every response,
+and makes :func:`~aigw_middleware.get_client` / :func:`~aigw_middleware.get_async_client` use the
+app's ``AIGW_*`` config inside its app context.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+try:
+    from flask import Flask, current_app, has_app_context, request
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "aigw_middleware.flask needs Flask: pip install 'aigw-middleware[flask]'"
+    ) from exc
+from werkzeug.datastructures import EnvironHeaders
+
+from .client import AsyncGatewayClient, GatewayClient, SharedClients, register_client_source
+from .config import GatewayConfig, TenantResolver
+from .context import CorrelationContext, reset_context, set_context
+from .inbound import InboundPolicy
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["AIGateway", "AIGatewayState"]
+
+#: The key of :class:`AIGatewayState` in ``app.extensions``.
+EXTENSION_KEY = "aigw"
+#: The request's context in the WSGI environ: set by the middleware, refined by the resolver.
+ENVIRON_KEY = "aigw.context"
+CONFIG_PREFIX = "AIGW_"
+
+# The app's shared clients while a streamed body runs outside Flask's app context.
+_body_clients: ContextVar[SharedClients | None] = ContextVar("aigw_flask_clients", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class AIGatewayState:
+    """What :meth:`AIGateway.init_app` keeps in ``app.extensions["aigw"]`` for one app."""
+
+    config: GatewayConfig
+    policy: InboundPolicy
+    clients: SharedClients
+
+
+class AIGateway:
+    """The Flask extension: ``AIGateway(app)``, or ``AIGateway()`` then ``init_app(app)``.
+
+    One instance may serve several apps (an app factory); each app keeps its own config and
+    shared clients in ``app.extensions["aigw"]``. ``tenant_resolver`` is a callable (or a dotted
+    path to one) taking Flask's ``request`` and returning ``(tenant, team)`` or None; it wins
+    over ``AIGW_TENANT_RESOLVER``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        tenant_resolver: TenantResolver | str | None = None,
+    ) -> None:
+        self._tenant_resolver = tenant_resolver
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the extension on ``app``.
+
+        Reads these keys from ``app.config`` (each falls back to the environment variable of the
+        same name where one exists, then to the default; see :class:`GatewayConfig`):
+        ``AIGW_BASE_URL``, ``AIGW_API_KEY``, ``AIGW_PROXY``, ``AIGW_TIMEOUT``,
+        ``AIGW_DISABLE_PROXY``, ``AIGW_MAX_RETRIES``, ``AIGW_MODEL_PREFIX``,
+        ``AIGW_HEADER_PROFILE``, ``AIGW_REQUEST_ID_HEADER``, ``AIGW_TENANT_HEADER``,
+        ``AIGW_TEAM_HEADER``, ``AIGW_INCOMING_REQUEST_ID_HEADERS``,
+        ``AIGW_TRUST_TENANT_HEADERS_FROM``, ``AIGW_TENANT_RESOLVER``, ``AIGW_ECHO_REQUEST_ID``,
+        ``AIGW_PROPAGATE_TO``, ``AIGW_EXTRA_HEADERS``.
+
+        No defaults are written into ``app.config``: a key present there would hide the
+        environment variable. Raises :class:`~aigw_middleware.ConfigurationError` naming the key
+        for an invalid or unknown ``AIGW_*`` value, and ``RuntimeError`` when the app already
+        has the extension.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                f"AIGateway is already registered on the Flask app {app.name!r}; "
+                "call init_app once per app and share that extension instance."
+            )
+        overrides: dict[str, Any] = {}
+        if self._tenant_resolver is not None:
+            overrides["tenant_resolver"] = self._tenant_resolver
+        config = GatewayConfig.from_mapping(app.config, prefix=CONFIG_PREFIX, **overrides)
+        state = AIGatewayState(config, InboundPolicy.from_config(config), SharedClients(config))
+        app.extensions[EXTENSION_KEY] = state
+        # Apps made per test by a factory would otherwise leave the sync client's sockets open.
+        weakref.finalize(app, state.clients.close)
+        # Wrapping wsgi_app (not a before_request hook) binds the context before Flask runs any
+        # hook, so aborts from hooks registered earlier are handled with the context bound.
+        app.wsgi_app = CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
+        if state.policy.resolver is not None:
+            app.before_request_funcs.setdefault(None, []).insert(0, _resolve_tenant)
+        register_client_source(_current_app_clients)
+
+    @property
+    def client(self) -> GatewayClient:
+        """The current app's shared :class:`GatewayClient`; needs an app context."""
+        return app_state(current_app).clients.client()
+
+    @property
+    def async_client(self) -> AsyncGatewayClient:
+        """The current app's :class:`AsyncGatewayClient` for the running event loop."""
+        return app_state(current_app).clients.async_client()
+
+
+def app_state(app: Flask) -> AIGatewayState:
+    """The extension's state for ``app``; ``RuntimeError`` when it was never registered."""
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, AIGatewayState):
+        raise RuntimeError(
+            f"AIGateway is not registered on the Flask app {app.name!r}; call init_app(app) first."
+        )
+    return state
+
+
+class CorrelationMiddleware:
+    """WSGI middleware around ``app.wsgi_app``: bind, echo the request ID, bind the body.
+
+    The context is set before Flask pushes its request context and reset with its token in this
+    frame once Flask has produced the response; the body is then iterated with it bound again.
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication, state: AIGatewayState) -> None:
+        self.wsgi_app = wsgi_app
+        self._state = state
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        policy, config = self._state.policy, self._state.config
+        get_header = EnvironHeaders(environ).get
+        if policy.resolver is None:
+            context = policy.context_for(get_header, direct_peer(environ))
+        else:
+            # Tenant and team are decided once, by _resolve_tenant, which has Flask's request.
+            context = CorrelationContext(policy.request_id(get_header))
+        environ[ENVIRON_KEY] = context
+        if config.echo_request_id:
+            start_response = _echoing(start_response, config.request_id_header, context.request_id)
+        token = set_context(context)
+        try:
+            body = self.wsgi_app(environ, start_response)
+        finally:
+            reset_context(token)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            return body  # left as it is so the server can use sendfile; no app code runs there
+        return BoundBody(body, environ[ENVIRON_KEY], self._state.clients)
+
+
+class BoundBody:
+    """A response body whose every step, and ``close``, runs with the request's context bound.
+
+    Flask tears the request and app contexts down before the server iterates a streamed body
+    (unless it uses ``stream_with_context``), so each step binds the correlation context and the
+    app's shared clients, and resets both before the chunk goes back to the server. ``close``
+    (the server's call at the end, or when the client went away) runs bound as well.
+    """
+
+    def __init__(
+        self, body: Iterable[bytes], context: CorrelationContext, clients: SharedClients
+    ) -> None:
+        self._body = body
+        self._iterator: Iterator[bytes] | None = None
+        self._context = context
+        self._clients = clients
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = set_context(self._context)
+        clients_token = _body_clients.set(self._clients)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._body)
+            return next(self._iterator)
+        finally:
+            _body_clients.reset(clients_token)
+            reset_context(token)
+
+    def close(self) -> None:
+        """Close the wrapped body with the context bound."""
+        close = getattr(self._body, "close", None)
+        if close is None:
+            return
+        token = set_context(self._context)
+        clients_token = _body_clients.set(self._clients)
+        try:
+            close()
+        finally:
+            _body_clients.reset(clients_token)
+            reset_context(token)
+
+
+def direct_peer(environ: WSGIEnvironment) -> str | None:
+    """The address of the direct peer, also when werkzeug's ``ProxyFix`` rewrote REMOTE_ADDR."""
+    # Trust is decided on the connection's peer whether ProxyFix wraps this middleware or not.
+    original = environ.get("werkzeug.proxy_fix.orig")
+    if isinstance(original, dict) and original.get("REMOTE_ADDR"):
+        return str(original["REMOTE_ADDR"])
+    peer = environ.get("REMOTE_ADDR")
+    return str(peer) if peer else None
+
+
+def _resolve_tenant() -> None:
+    """The first ``before_request`` function: tenant and team from the resolver and headers."""
+    environ = request.environ
+    context = environ.get(ENVIRON_KEY)
+    if not isinstance(context, CorrelationContext):
+        return  # not dispatched through app.wsgi_app, e.g. test_request_context()
+    policy = app_state(current_app).policy
+    tenant, team = policy.tenant_and_team(request.headers.get, direct_peer(environ), request)
+    context = CorrelationContext(context.request_id, tenant, team)
+    environ[ENVIRON_KEY] = context
+    # No token kept: CorrelationMiddleware resets its own token in the frame that set it, which
+    # restores what was bound before the request and so also undoes this refinement.
+    set_context(context)
+
+
+def _current_app_clients() -> SharedClients | None:
+    if not has_app_context():
+        return _body_clients.get()
+    state = current_app.extensions.get(EXTENSION_KEY)
+    return state.clients if isinstance(state, AIGatewayState) else None
+
+
+def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:
+    lowered = name.lower()
+
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+    ) -> Callable[[bytes], object]:
+        headers = [(key, val) for key, val in headers if key.lower() != lowered]
+        headers.append((name, value))
+        return start_response(status, headers, exc_info)
+
+    return start
