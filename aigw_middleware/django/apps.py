@@ -1,0 +1,35 @@
+"""The Django app ``aigw_middleware.django``: system checks, and settings for the shared clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core import checks
+from django.core.signals import setting_changed
+
+from .. import client
+from .checks import check_settings
+from .conf import SETTING, conf
+
+__all__ = ["AIGatewayAppConfig"]
+
+
+class AIGatewayAppConfig(AppConfig):
+    """Registers the ``aigw`` system checks and makes ``get_client()`` use ``settings.AIGW``."""
+
+    name = "aigw_middleware.django"
+    label = "aigw"
+    verbose_name = "AI gateway correlation"
+
+    def ready(self) -> None:
+        checks.register(check_settings)
+        # A factory, so an invalid setting is reported by `manage.py check` rather than here.
+        client.configure(lambda: conf.config)
+        setting_changed.connect(_on_setting_changed, dispatch_uid="aigw_middleware.django")
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING:
+        conf.reload()
+        client.configure(lambda: conf.config)

@@ -1,0 +1,73 @@
+"""The gateway settings of a Django project: ``settings.AIGW``, then ``AIGW_*`` variables.
+
+Read lazily and cached until the ``AIGW`` setting changes (the app's ``setting_changed``
+receiver calls :meth:`Settings.reload`), so ``override_settings(AIGW=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from ..config import ENV_VARS, GatewayConfig
+from ..errors import ConfigurationError
+from ..inbound import InboundPolicy
+
+__all__ = ["SETTING", "Settings", "conf"]
+
+#: The name of the Django setting: a dict of GatewayConfig fields in upper case.
+SETTING = "AIGW"
+
+
+class Settings:
+    """Typed access to the gateway settings; :data:`conf` is the one instance."""
+
+    def __init__(self) -> None:
+        self._loaded: tuple[GatewayConfig, InboundPolicy] | None = None
+
+    @property
+    def AIGW(self) -> Mapping[str, Any]:
+        """``settings.AIGW`` as it is now (``{}`` when unset)."""
+        value = getattr(settings, SETTING, None)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(SETTING, value, "must be a dict of gateway settings")
+        return value
+
+    def build(self) -> GatewayConfig:
+        """A fresh :class:`GatewayConfig` from ``settings.AIGW`` with the environment as fallback.
+
+        Raises :class:`~aigw_middleware.errors.ConfigurationError` for an invalid value.
+        """
+        mapping = self.AIGW
+        # A variable that the setting overrides is not parsed, so a bad value there is harmless.
+        environ = {
+            var: value
+            for var, value in os.environ.items()
+            if var not in ENV_VARS or ENV_VARS[var].upper() not in mapping
+        }
+        return GatewayConfig.from_mapping(mapping, environ=environ)
+
+    def loaded(self) -> tuple[GatewayConfig, InboundPolicy]:
+        """The config and the inbound policy built from it, cached until :meth:`reload`."""
+        loaded = self._loaded
+        if loaded is None:
+            config = self.build()
+            loaded = self._loaded = (config, InboundPolicy.from_config(config))
+        return loaded
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The cached :class:`GatewayConfig`."""
+        return self.loaded()[0]
+
+    def reload(self) -> None:
+        """Forget the cached config; the next access reads the settings again."""
+        self._loaded = None
+
+
+conf = Settings()

@@ -1,0 +1,123 @@
+"""AIGatewayMiddleware: the request's correlation context, bound while Django handles it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import cast
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+
+from ..config import GatewayConfig
+from ..context import CorrelationContext, reset_context, set_context
+from ..inbound import InboundPolicy
+from .conf import conf
+
+__all__ = ["AIGatewayMiddleware"]
+
+GetResponse = Callable[[HttpRequest], "HttpResponseBase | Awaitable[HttpResponseBase]"]
+
+
+class AIGatewayMiddleware:
+    """Binds the request's ID, tenant and team for every gateway call made while handling it.
+
+    The context is set once per request and reset with its token in the same frame; it stays
+    bound while inner middleware, the view and the error handlers run, and around each step
+    of a streamed body. The values are also on ``request.correlation``. Every response that
+    passes through carries the request ID (``X-AI-Request-Id``) unless ``ECHO_REQUEST_ID`` is
+    false. Place it after ``AuthenticationMiddleware`` when the tenant resolver reads
+    ``request.user``.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(self.get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        # Invalid settings fail here, when Django loads the middleware, not at the first request.
+        conf.loaded()
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
+        config, policy = conf.loaded()
+        context = _context_for(request, policy)
+        token = set_context(context)
+        try:
+            response = cast(HttpResponseBase, self.get_response(request))
+        finally:
+            reset_context(token)
+        return _finish(response, context, config)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        config, policy = conf.loaded()
+        if policy.resolver is None:
+            context = _context_for(request, policy)
+        else:
+            # The resolver may read request.user, whose lazy database lookup is sync-only.
+            context = await sync_to_async(_context_for)(request, policy)
+        token = set_context(context)
+        try:
+            response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
+        finally:
+            reset_context(token)
+        return _finish(response, context, config)
+
+
+def _context_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationContext:
+    context = policy.context_for(
+        request.headers.get, request.META.get("REMOTE_ADDR") or None, request
+    )
+    request.correlation = context  # type: ignore[attr-defined]
+    return context
+
+
+def _finish(
+    response: HttpResponseBase, context: CorrelationContext, config: GatewayConfig
+) -> HttpResponseBase:
+    if config.echo_request_id:
+        response[config.request_id_header] = context.request_id
+    # A FileResponse never calls the gateway, and wrapping it would lose wsgi.file_wrapper.
+    if isinstance(response, StreamingHttpResponse) and not isinstance(response, FileResponse):
+        if response.is_async:
+            content = cast(AsyncIterator[bytes], response.streaming_content)
+            response.streaming_content = _bound_async(content, context)
+        else:
+            response.streaming_content = _bound(
+                cast(Iterator[bytes], response.streaming_content), context
+            )
+    return response
+
+
+def _bound(parts: Iterable[bytes], context: CorrelationContext) -> Iterator[bytes]:
+    """``parts`` with ``context`` bound around each step, and unbound between steps."""
+    iterator = iter(parts)
+    while True:
+        token = set_context(context)
+        try:
+            part = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            reset_context(token)
+        yield part
+
+
+async def _bound_async(
+    parts: AsyncIterable[bytes], context: CorrelationContext
+) -> AsyncIterator[bytes]:
+    """The async :func:`_bound`."""
+    iterator = aiter(parts)
+    while True:
+        token = set_context(context)
+        try:
+            part = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        finally:
+            reset_context(token)
+        yield part

@@ -1,0 +1,1 @@
+"""URLs, views and tenant resolvers of the Django test project."""
