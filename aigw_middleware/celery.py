@@ -1,0 +1,168 @@
+"""Celery: the correlation context travels with each task, from the publisher to the worker.
+
+``install(app)`` connects four kinds of Celery signals:
+
+- ``before_task_publish`` copies the bound context into the task message headers
+  (``aigw_request_id``, ``aigw_tenant``, ``aigw_team``); with no context bound it adds nothing.
+- ``task_prerun`` binds the context the message carries in the worker, with a fresh request ID
+  when it carries none. Invalid values are replaced (request ID) or dropped (tenant, team) and
+  logged, by the same rules as incoming HTTP requests.
+- ``task_postrun`` resets it, so the next task on that worker process or thread starts clean;
+  ``task_failure``, ``task_retry``, ``task_revoked`` and ``task_internal_error`` reset a binding
+  that no ``task_postrun`` will.
+- Eager tasks (``task_always_eager``, ``Task.apply``) are never published: they run inline, in
+  the caller's context.
+
+Because a running task has its context bound, the tasks it enqueues carry the same request ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any
+
+try:
+    from celery import Celery, signals  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "aigw_middleware.celery needs Celery: pip install 'aigw-middleware[celery]'"
+    ) from exc
+
+from .context import (
+    CorrelationContext,
+    current_context,
+    is_valid_label,
+    is_valid_request_id,
+    make_context,
+    reset_context,
+    set_context,
+)
+from .inbound import InboundPolicy
+
+__all__ = ["REQUEST_ID_HEADER", "TEAM_HEADER", "TENANT_HEADER", "install"]
+
+#: Task message headers that carry the context (Celery shows them as ``task.request.<name>``).
+REQUEST_ID_HEADER = "aigw_request_id"
+TENANT_HEADER = "aigw_tenant"
+TEAM_HEADER = "aigw_team"
+
+logger = logging.getLogger("aigw_middleware")
+
+_UID = "aigw_middleware.celery"
+_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+# Keyed by thread as well: a retried task can start again under the same ID, in another worker
+# thread, before its first run has reached task_postrun.
+_tokens: dict[tuple[str, int], Token[CorrelationContext | None]] = {}
+
+
+def _message_tenant_and_team(headers: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    return headers.get(TENANT_HEADER), headers.get(TEAM_HEADER)
+
+
+# The broker is trusted like the app itself (whoever can publish can run any task), so tenant
+# and team come from the message the way a resolver supplies them after authentication.
+_POLICY = InboundPolicy(
+    request_id_headers=(REQUEST_ID_HEADER,),
+    tenant_header=TENANT_HEADER,
+    team_header=TEAM_HEADER,
+    trusted_networks=(),
+    resolver=_message_tenant_and_team,
+)
+
+
+def install(app: Celery) -> None:
+    """Carry the correlation context through ``app``'s tasks; calling it again does nothing.
+
+    Call it once where the Celery app is created (web processes and workers import the same
+    module). Workers bind the context only for tasks of an installed app. Publishing cannot be
+    told apart by app in Celery's signals: once any app is installed, every task message sent
+    from this process carries the bound context (other apps' workers ignore the headers).
+    """
+    _apps.add(app)
+    signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid=f"{_UID}.publish")
+    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid=f"{_UID}.prerun")
+    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid=f"{_UID}.postrun")
+    for name in ("task_failure", "task_retry", "task_revoked", "task_internal_error"):
+        getattr(signals, name).connect(_on_end, weak=False, dispatch_uid=f"{_UID}.{name}")
+
+
+def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    context = current_context()
+    if context is None or headers is None:
+        return
+    fields = (
+        (REQUEST_ID_HEADER, context.request_id, is_valid_request_id(context.request_id)),
+        (TENANT_HEADER, context.tenant, context.tenant is None or is_valid_label(context.tenant)),
+        (TEAM_HEADER, context.team, context.team is None or is_valid_label(context.team)),
+    )
+    for name, value, valid in fields:
+        if not valid:
+            logger.warning(
+                "aigw: the bound context has an invalid %s; not sent with the task", name
+            )
+        elif value is not None:
+            # Headers the caller passed to apply_async win, as on gateway calls.
+            headers.setdefault(name, value)
+
+
+def _is_ours(task: Any) -> bool:
+    return getattr(task, "app", None) in _apps
+
+
+def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None or not _is_ours(task):
+        return
+    request = task.request
+    if getattr(request, "is_eager", False):
+        # Eager tasks run inline and were never published: the caller's context is theirs.
+        context = current_context() or make_context()
+    else:
+        headers = _message_headers(request)
+        context = _POLICY.context_for(headers.get, None, headers)
+    _tokens[(task_id, threading.get_ident())] = set_context(context)
+
+
+def _message_headers(request: Any) -> dict[str, Any]:
+    """Our headers of the running task: Celery puts message headers on ``task.request``."""
+    custom = request.headers if isinstance(request.headers, dict) else {}
+    found = {}
+    for name in (REQUEST_ID_HEADER, TENANT_HEADER, TEAM_HEADER):
+        value = getattr(request, name, None)
+        if value is None:
+            value = custom.get(name)
+        if value is not None:
+            found[name] = value
+    return found
+
+
+def _on_postrun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is not None and _is_ours(task):
+        _unbind(task_id)
+
+
+def _on_end(sender: Any = None, task_id: str | None = None, request: Any = None, **_: Any) -> None:
+    if not _is_ours(sender):
+        return
+    if task_id is None:
+        task_id = request.get("id") if isinstance(request, dict) else getattr(request, "id", None)
+    running = getattr(sender.request, "id", None)
+    # Inside the run (failure, retry) task_postrun follows and resets; resetting here would
+    # take the request ID off Celery's own failure log record.
+    if task_id is not None and task_id != running:
+        _unbind(task_id)
+
+
+def _unbind(task_id: str) -> None:
+    token = _tokens.pop((task_id, threading.get_ident()), None)
+    if token is None:
+        return
+    try:
+        reset_context(token)
+    except (ValueError, RuntimeError):
+        # The token was made in another context (a pool that runs signal receivers in copies
+        # of the context) or already used: leave this one clean instead.
+        set_context(None)
