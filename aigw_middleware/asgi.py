@@ -1,0 +1,121 @@
+"""Pure ASGI middleware: one correlation context per HTTP request or websocket connection.
+
+Works with any ASGI application (Starlette, FastAPI, Django's ``get_asgi_application()``, Quart…)
+and imports none of them::
+
+    app.add_middleware(AIGatewayMiddleware)          # Starlette / FastAPI
+    application = AIGatewayMiddleware(application)   # any ASGI callable
+
+``http`` and ``websocket`` scopes get a context from :class:`~aigw_middleware.inbound.InboundPolicy`;
+``lifespan`` and unknown scopes pass through untouched. The context stays bound for the whole
+call of the wrapped application, streamed bodies and background tasks included.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .client import SharedClients, register_client_source
+from .config import GatewayConfig
+from .context import reset_context, set_context
+from .inbound import InboundPolicy, joined
+
+__all__ = ["AIGatewayMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_CORRELATED_SCOPES = frozenset({"http", "websocket"})
+
+# The shared clients of the middleware serving the current request, when it was given its own
+# config; get_client() / get_async_client() then use that config inside its requests.
+_request_clients: contextvars.ContextVar[SharedClients | None] = contextvars.ContextVar(
+    "aigw_asgi_clients", default=None
+)
+register_client_source(_request_clients.get)
+
+
+class AIGatewayMiddleware:
+    """Binds a :class:`~aigw_middleware.CorrelationContext` around each HTTP request and websocket
+    connection, and adds the request ID to HTTP responses.
+
+    ``AIGatewayMiddleware(app, config=None, **overrides)``: ``overrides`` are
+    :class:`~aigw_middleware.GatewayConfig` fields. Without ``config`` the settings come from the
+    ``AIGW_*`` environment. When ``config`` or ``overrides`` are given, ``get_client()`` and
+    ``get_async_client()`` use that config inside this middleware's requests.
+
+    The ``tenant_resolver`` receives the ASGI ``scope``, as it is when this middleware runs:
+    place the middleware inside the authentication middleware when the resolver reads
+    ``scope["user"]``.
+    """
+
+    def __init__(self, app: ASGIApp, config: GatewayConfig | None = None, **overrides: Any) -> None:
+        self.app = app
+        if config is None and not overrides:
+            self.config = GatewayConfig.from_env()
+            self._clients: SharedClients | None = None
+        else:
+            self.config = (
+                GatewayConfig.from_env(**overrides)
+                if config is None
+                else config.replace(**overrides)
+            )
+            self._clients = SharedClients(self.config)
+        self.policy = InboundPolicy.from_config(self.config)
+        self._echo_name = self.config.request_id_header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in _CORRELATED_SCOPES:
+            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":
+                self.close()
+            return
+        headers = _headers_of(scope)
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        context = self.policy.context_for(lambda name: headers.get(name.lower()), peer, scope)
+        if scope["type"] == "http" and self.config.echo_request_id:
+            send = self._echoing(send, context.request_id.encode("latin-1"))
+        token = set_context(context)
+        clients_token = None if self._clients is None else _request_clients.set(self._clients)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if clients_token is not None:
+                _request_clients.reset(clients_token)
+            reset_context(token)
+
+    def close(self) -> None:
+        """Close the shared sync client made for this middleware's own config, if any.
+
+        Runs by itself when the server's lifespan ends; async clients close with their loops.
+        """
+        if self._clients is not None:
+            self._clients.close()
+
+    def _echoing(self, send: Send, request_id: bytes) -> Send:
+        name = self._echo_name
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                if not any(bytes(key).lower() == name for key, _ in headers):
+                    message = {**message, "headers": [*headers, (name, request_id)]}
+            await send(message)
+
+        return send_with_request_id
+
+
+def _headers_of(scope: Scope) -> dict[str, str | None]:
+    """Request headers by lower-case name, repeated ones joined as ``inbound.joined`` does."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in scope.get("headers") or ():
+        grouped.setdefault(bytes(key).decode("latin-1").lower(), []).append(
+            bytes(value).decode("latin-1")
+        )
+    return {name: joined(values) for name, values in grouped.items()}

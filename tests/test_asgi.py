@@ -1,0 +1,407 @@
+"""Specification of aigw_middleware.asgi: the pure ASGI middleware.
+
+Starlette, FastAPI and Django apps run in-process under ``httpx.ASGITransport``; websocket and
+lifespan scopes are driven directly with the ASGI messages a server would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from aigw_middleware import current_context, get_async_client, get_client
+from aigw_middleware.asgi import AIGatewayMiddleware
+from aigw_middleware.config import GatewayConfig
+from aigw_middleware.testing import FakeGateway
+
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def seen() -> dict[str, str | None]:
+    context = current_context()
+    assert context is not None, "no correlation context is bound"
+    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+
+
+async def call_gateway() -> None:
+    await get_async_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+async def plain(request: Request) -> JSONResponse:
+    await call_gateway()
+    return JSONResponse(seen())
+
+
+async def streaming(request: Request) -> StreamingResponse:
+    async def body() -> Any:
+        yield b"start\n"
+        await call_gateway()
+        yield (seen()["request_id"] or "").encode()
+
+    return StreamingResponse(body(), media_type="text/plain")
+
+
+async def background(request: Request) -> JSONResponse:
+    return JSONResponse(seen(), background=BackgroundTask(call_gateway))
+
+
+async def context_only(request: Request) -> JSONResponse:
+    return JSONResponse(seen())
+
+
+async def sets_own_header(request: Request) -> Response:
+    return Response("ok", headers={"X-AI-Request-Id": "set-by-the-app"})
+
+
+async def fails(request: Request) -> Response:
+    raise RuntimeError("boom")
+
+
+ROUTES = [
+    Route("/plain", plain),
+    Route("/stream", streaming),
+    Route("/background", background),
+    Route("/context", context_only),
+    Route("/own-header", sets_own_header),
+    Route("/fails", fails),
+]
+
+
+def starlette_app(**options: Any) -> Starlette:
+    return Starlette(routes=ROUTES, middleware=[Middleware(AIGatewayMiddleware, **options)])
+
+
+def client_for(app: Any, peer: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=10)
+
+
+@pytest.mark.parametrize("route", ["/plain", "/stream", "/background"])
+async def test_gateway_calls_from_plain_streaming_and_background_code_carry_the_request_id(
+    route: str, fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    async with client_for(starlette_app(config=gateway_config)) as client:
+        response = await client.get(route, headers={"X-AI-Request-Id": "req-incoming-1"})
+
+    assert response.status_code == 200
+    assert response.headers["x-ai-request-id"] == "req-incoming-1"
+    assert [r.headers["x-ai-request-id"] for r in fake_gateway.requests] == ["req-incoming-1"]
+
+
+async def test_a_request_without_an_id_gets_a_fresh_one_on_the_response_and_the_gateway_call(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    async with client_for(starlette_app(config=gateway_config)) as client:
+        first = await client.get("/plain")
+        second = await client.get("/plain")
+
+    request_id = first.headers["x-ai-request-id"]
+    assert HEX_ID.fullmatch(request_id)
+    assert first.json()["request_id"] == request_id
+    assert fake_gateway.requests[0].headers["x-ai-request-id"] == request_id
+    assert second.headers["x-ai-request-id"] != request_id
+
+
+async def test_the_request_id_is_echoed_on_error_responses(gateway_config: GatewayConfig) -> None:
+    async with client_for(starlette_app(config=gateway_config)) as client:
+        response = await client.get("/missing", headers={"X-Request-Id": "req-404"})
+
+    assert response.status_code == 404
+    assert response.headers["x-ai-request-id"] == "req-404"
+
+
+async def test_a_request_id_header_set_by_the_app_is_not_duplicated(
+    gateway_config: GatewayConfig,
+) -> None:
+    async with client_for(starlette_app(config=gateway_config)) as client:
+        response = await client.get("/own-header", headers={"X-AI-Request-Id": "req-1"})
+
+    assert response.headers.get_list("x-ai-request-id") == ["set-by-the-app"]
+
+
+async def test_echo_request_id_false_leaves_the_response_alone(
+    gateway_config: GatewayConfig,
+) -> None:
+    app = starlette_app(config=gateway_config, echo_request_id=False)
+    async with client_for(app) as client:
+        response = await client.get("/context", headers={"X-AI-Request-Id": "req-1"})
+
+    assert response.json()["request_id"] == "req-1"
+    assert "x-ai-request-id" not in response.headers
+
+
+async def test_repeated_request_id_headers_are_joined_and_so_rejected(
+    gateway_config: GatewayConfig,
+) -> None:
+    async with client_for(starlette_app(config=gateway_config)) as client:
+        response = await client.get(
+            "/context", headers=[("X-AI-Request-Id", "req-a"), ("X-AI-Request-Id", "req-b")]
+        )
+
+    assert HEX_ID.fullmatch(response.json()["request_id"])
+
+
+async def test_tenant_headers_count_only_from_trusted_peers(gateway_config: GatewayConfig) -> None:
+    app = starlette_app(config=gateway_config, trust_tenant_headers_from=["10.0.0.0/8"])
+    headers = {"X-AI-Tenant": "acme", "X-AI-Team": "search"}
+
+    async with client_for(app, peer="10.1.2.3") as trusted:
+        from_trusted = (await trusted.get("/context", headers=headers)).json()
+    async with client_for(app, peer="203.0.113.9") as untrusted:
+        from_untrusted = (await untrusted.get("/context", headers=headers)).json()
+
+    assert (from_trusted["tenant"], from_trusted["team"]) == ("acme", "search")
+    assert (from_untrusted["tenant"], from_untrusted["team"]) == (None, None)
+
+
+async def test_the_tenant_resolver_receives_the_asgi_scope(gateway_config: GatewayConfig) -> None:
+    received: list[Any] = []
+
+    def resolver(scope: Any) -> tuple[str, str]:
+        received.append(scope)
+        return scope["query_string"].decode().removeprefix("tenant="), "web"
+
+    async with client_for(starlette_app(config=gateway_config, tenant_resolver=resolver)) as c:
+        body = (await c.get("/context?tenant=acme")).json()
+
+    assert (body["tenant"], body["team"]) == ("acme", "web")
+    assert received[0]["type"] == "http"
+    assert received[0]["path"] == "/context"
+
+
+async def test_without_arguments_the_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIGW_TRUST_TENANT_HEADERS_FROM", "127.0.0.1/32")
+    app = Starlette(routes=ROUTES, middleware=[Middleware(AIGatewayMiddleware)])
+
+    async with client_for(app) as client:
+        body = (await client.get("/context", headers={"X-AI-Tenant": "from-env"})).json()
+
+    assert body["tenant"] == "from-env"
+
+
+async def test_an_unhandled_error_leaves_no_context_bound(gateway_config: GatewayConfig) -> None:
+    app = AIGatewayMiddleware(Starlette(routes=ROUTES), gateway_config)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/fails", headers={"X-AI-Request-Id": "req-500"})
+
+    assert response.status_code == 500
+    assert response.headers["x-ai-request-id"] == "req-500"
+    assert current_context() is None
+
+
+class TokenBackend(AuthenticationBackend):
+    """``Authorization: Bearer <tenant>`` logs in a user named after the tenant."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            return None
+        return AuthCredentials(["authenticated"]), SimpleUser(token)
+
+
+class AddsHeader(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["X-Seen-By"] = "base-http"
+        return response
+
+
+def tenant_of_user(scope: Any) -> tuple[str, None] | None:
+    user = scope.get("user")
+    return (user.username, None) if user is not None and user.is_authenticated else None
+
+
+async def test_stacked_with_base_http_middleware_and_auth_no_error_and_no_leak(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(AddsHeader),
+            Middleware(AuthenticationMiddleware, backend=TokenBackend()),
+            Middleware(AIGatewayMiddleware, config=gateway_config, tenant_resolver=tenant_of_user),
+            Middleware(AddsHeader),
+        ],
+    )
+
+    async with client_for(app) as client:
+        signed_in = await client.get("/plain", headers={"Authorization": "Bearer acme"})
+        anonymous = await client.get("/plain")
+
+    assert (signed_in.status_code, anonymous.status_code) == (200, 200)
+    assert signed_in.json()["tenant"] == "acme"
+    assert anonymous.json()["tenant"] is None
+    assert anonymous.json()["request_id"] != signed_in.json()["request_id"]
+    assert signed_in.headers["x-seen-by"] == "base-http"
+    tenants = [r.headers.get("x-ai-tenant") for r in fake_gateway.requests]
+    assert tenants == ["acme", None]
+
+
+async def test_fastapi_add_middleware_binds_the_context(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    api = FastAPI()
+    api.add_middleware(AIGatewayMiddleware, config=gateway_config)
+
+    @api.get("/ask")
+    async def ask() -> dict[str, str | None]:
+        await call_gateway()
+        return seen()
+
+    async with client_for(api) as client:
+        response = await client.get("/ask", headers={"X-AI-Request-Id": "req-fastapi"})
+
+    assert response.json()["request_id"] == "req-fastapi"
+    assert response.headers["x-ai-request-id"] == "req-fastapi"
+    assert fake_gateway.requests[0].headers["x-ai-request-id"] == "req-fastapi"
+
+
+# Driving scopes by hand, as a server would.
+
+
+class Channel:
+    """The receive/send pair of one ASGI connection."""
+
+    def __init__(self, *incoming: dict[str, Any]) -> None:
+        self.incoming = list(incoming)
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if self.incoming:
+            return self.incoming.pop(0)
+        await asyncio.sleep(10)  # a server would wait for the client here
+        raise AssertionError("the app asked for more messages than the test provides")
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(dict(message))
+
+
+async def run(app: Callable[..., Any], scope: dict[str, Any], channel: Channel) -> None:
+    await asyncio.wait_for(app(scope, channel.receive, channel.send), timeout=5)
+
+
+async def test_a_websocket_connection_gets_a_request_id_bound(
+    gateway_config: GatewayConfig,
+) -> None:
+    async def echo_context(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(seen())
+        await websocket.close()
+
+    app = starlette_app(config=gateway_config)
+    app.router.routes.append(WebSocketRoute("/ws", echo_context))
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"x-ai-request-id", b"req-ws-1"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "scheme": "ws",
+        "subprotocols": [],
+    }
+    channel = Channel({"type": "websocket.connect"})
+
+    await run(app, scope, channel)
+
+    assert [m["type"] for m in channel.sent] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
+    assert '"request_id":"req-ws-1"' in channel.sent[1]["text"]
+
+
+async def test_lifespan_passes_through_with_nothing_bound(gateway_config: GatewayConfig) -> None:
+    events: list[tuple[str, object]] = []
+
+    async def lifespan(app: Any) -> Any:
+        events.append(("startup", current_context()))
+        yield
+        events.append(("shutdown", current_context()))
+
+    app = AIGatewayMiddleware(
+        Starlette(routes=ROUTES, lifespan=asynccontextmanager(lifespan)), gateway_config
+    )
+    channel = Channel({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+
+    await run(app, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, channel)
+
+    assert events == [("startup", None), ("shutdown", None)]
+    assert [m["type"] for m in channel.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+async def test_unknown_scopes_reach_the_app_untouched(gateway_config: GatewayConfig) -> None:
+    received: list[tuple[dict[str, Any], object]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.append((scope, current_context()))
+        await send({"type": "custom.done"})
+
+    channel = Channel()
+    scope = {"type": "custom", "headers": [(b"x-ai-request-id", b"req-x")]}
+
+    await run(AIGatewayMiddleware(app, gateway_config), scope, channel)
+
+    assert received == [(scope, None)]
+    assert channel.sent == [{"type": "custom.done"}]
+
+
+# Django under ASGI, wrapped as a whole.
+
+
+def django_view(request: HttpRequest) -> JsonResponse:
+    get_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    return JsonResponse(seen())
+
+
+urlpatterns = [path("django/", django_view)]
+
+
+async def test_it_serves_django_when_wrapping_the_asgi_application(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig, settings: Any
+) -> None:
+    from django.core.asgi import get_asgi_application
+
+    settings.ROOT_URLCONF = __name__
+    settings.MIDDLEWARE = []
+    app = AIGatewayMiddleware(get_asgi_application(), gateway_config)
+
+    try:
+        async with client_for(app) as client:
+            response = await client.get("/django/", headers={"X-AI-Request-Id": "req-django"})
+    finally:
+        app.close()
+
+    assert response.status_code == 200
+    assert response.json()["request_id"] == "req-django"
+    assert response.headers["x-ai-request-id"] == "req-django"
+    assert fake_gateway.requests[0].headers["x-ai-request-id"] == "req-django"
