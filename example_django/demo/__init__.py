@@ -1,0 +1,1 @@
+"""The example's views, its tenant resolver and its embedded gateway."""

@@ -1,0 +1,1 @@
+"""Settings, URLs and the WSGI/ASGI entry points of the example project."""
