@@ -11,7 +11,13 @@ import logging
 
 from .context import CorrelationContext, current_context
 
-__all__ = ["CorrelationFilter", "log_attempt", "logger"]
+__all__ = [
+    "CorrelationFilter",
+    "correlation_fields",
+    "log_attempt",
+    "logger",
+    "structlog_processor",
+]
 
 logger = logging.getLogger("aigw_middleware")
 
@@ -76,3 +82,35 @@ def log_attempt(
             "team": context.team or UNBOUND,
         },
     )
+
+
+# Imported here because structlog_processor was appended to this module after the rest.
+from collections.abc import MutableMapping  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+def structlog_processor(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor adding ``request_id``, ``tenant`` and ``team`` (``-`` where unbound).
+
+    Keys the event already has (bound with ``log.bind(...)`` or passed to the call) are kept.
+    Put it before the renderer::
+
+        structlog.configure(processors=[structlog_processor, structlog.processors.JSONRenderer()])
+    """
+    for key, value in correlation_fields().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def correlation_fields() -> dict[str, str]:
+    """``request_id``, ``tenant`` and ``team`` of the bound context, ``-`` where unbound."""
+    context = current_context()
+    if context is None:
+        return {"request_id": UNBOUND, "tenant": UNBOUND, "team": UNBOUND}
+    return {
+        "request_id": context.request_id,
+        "tenant": context.tenant or UNBOUND,
+        "team": context.team or UNBOUND,
+    }
