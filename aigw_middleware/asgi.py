@@ -54,7 +54,9 @@ class AIGatewayMiddleware:
     ``scope["user"]``.
     """
 
-    def __init__(self, app: ASGIApp, config: GatewayConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, /, config: GatewayConfig | None = None, **overrides: Any
+    ) -> None:
         self.app = app
         if config is None and not overrides:
             self.config = GatewayConfig.from_env()

@@ -1,0 +1,179 @@
+"""The ASGI entry point: ``uvicorn example_asgi.app:app``.
+
+Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant):
+
+- ``GET /`` what is bound, and the endpoints
+- ``GET /chat?q=hello`` a plain call through ``get_async_client()``
+- ``GET /stream?q=hello`` newline-delimited JSON streamed while the gateway streams
+- ``GET /openai?q=hello`` the same call through the OpenAI SDK (``aigw_middleware.openai``)
+- ``GET /background?q=hello`` answers at once; a background task calls the gateway afterwards
+
+Every response carries ``X-AI-Request-Id``; send one (or ``X-Request-Id``) to choose it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+
+from aigw_middleware import GatewayConfig, current_context, get_async_client
+from aigw_middleware.asgi import AIGatewayMiddleware
+from aigw_middleware.client import configure
+from aigw_middleware.openai import AsyncOpenAI
+from aigw_middleware.testing import FakeGateway
+
+from .tenancy import resolve_tenant
+
+MODEL = "gpt-4o-mini"
+LOG_FORMAT = (
+    "%(asctime)s %(levelname)-7s [%(request_id)s %(tenant)s/%(team)s] %(name)s: %(message)s"
+)
+
+logger = logging.getLogger("example_asgi")
+
+
+def configure_logging() -> None:
+    """Every line of the app and of aigw_middleware shows the request ID, tenant and team."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": {"correlation": {"()": "aigw_middleware.log.CorrelationFilter"}},
+            "formatters": {"plain": {"format": LOG_FORMAT}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "filters": ["correlation"],
+                    "formatter": "plain",
+                }
+            },
+            "loggers": {
+                name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
+                for name in ("example_asgi", "aigw_middleware")
+            },
+        }
+    )
+
+
+def gateway_config() -> tuple[GatewayConfig, FakeGateway | None]:
+    """The environment's gateway, else an embedded FakeGateway on a free loopback port."""
+    if os.environ.get("AIGW_BASE_URL"):
+        return GatewayConfig.from_env(tenant_resolver=resolve_tenant), None
+    embedded = FakeGateway().start()
+    logger.info("AIGW_BASE_URL is not set: using the embedded FakeGateway at %s", embedded.base_url)
+    config = GatewayConfig.from_env(base_url=embedded.base_url, tenant_resolver=resolve_tenant)
+    return config, embedded
+
+
+configure_logging()
+CONFIG, EMBEDDED_GATEWAY = gateway_config()
+configure(CONFIG)  # get_client(), get_async_client() and AsyncOpenAI() now use CONFIG
+llm = AsyncOpenAI()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    logger.info("example_asgi started; gateway %s", CONFIG.base_url)
+    yield
+    await llm.close()
+    if EMBEDDED_GATEWAY is not None:
+        EMBEDDED_GATEWAY.stop()
+    logger.info("example_asgi stopped")
+
+
+app = FastAPI(title="aigw-middleware ASGI example", lifespan=lifespan)
+
+
+@app.middleware("http")
+async def access_log(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """One line per request; it runs inside AIGatewayMiddleware, so the line has its fields."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    elapsed = (time.perf_counter() - started) * 1000
+    logger.info(
+        "%s %s -> %s %.1fms", request.method, request.url.path, response.status_code, elapsed
+    )
+    return response
+
+
+# Added last, so it is the outermost middleware: the access log above runs inside its context.
+app.add_middleware(AIGatewayMiddleware, config=CONFIG)
+
+
+def correlation() -> dict[str, Any]:
+    """What the code sees as bound for this request."""
+    context = current_context()
+    if context is None:
+        return {"request_id": None, "tenant": None, "team": None}
+    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+
+
+def question(q: str) -> list[Any]:
+    return [{"role": "user", "content": q}]
+
+
+@app.get("/")
+async def index() -> dict[str, Any]:
+    return {
+        **correlation(),
+        "endpoints": ["/chat", "/stream", "/openai", "/background"],
+        "try": "/chat?q=hello&tenant=acme",
+    }
+
+
+@app.get("/chat")
+async def chat(q: str = "Say hello") -> dict[str, Any]:
+    answer = await get_async_client().chat.completions.create(model=MODEL, messages=question(q))
+    logger.info("gateway answered %s", answer.gateway_request_id)
+    return {
+        **correlation(),
+        "answer": answer.content,
+        "gateway_request_id": answer.gateway_request_id,
+    }
+
+
+async def ndjson_answer(messages: list[Any]) -> AsyncIterator[str]:
+    """Newline-delimited JSON: who is asking, each delta, then the whole answer."""
+    yield json.dumps({"event": "start", **correlation()}) + "\n"
+    parts: list[str] = []
+    stream = await get_async_client().chat.completions.create(
+        model=MODEL, messages=messages, stream=True
+    )
+    async with stream:
+        async for chunk in stream:
+            parts.append(chunk.delta)
+            yield json.dumps({"delta": chunk.delta}) + "\n"
+    yield json.dumps({"event": "end", **correlation(), "answer": "".join(parts)}) + "\n"
+
+
+@app.get("/stream")
+async def stream(q: str = "Say hello") -> StreamingResponse:
+    return StreamingResponse(ndjson_answer(question(q)), media_type="application/x-ndjson")
+
+
+@app.get("/openai")
+async def openai_sdk(q: str = "Say hello") -> dict[str, Any]:
+    completion = await llm.chat.completions.create(model=MODEL, messages=question(q))
+    return {**correlation(), "answer": completion.choices[0].message.content}
+
+
+async def summarise_later(q: str) -> None:
+    answer = await get_async_client().chat.completions.create(model=MODEL, messages=question(q))
+    logger.info("background call answered %s", answer.gateway_request_id)
+
+
+@app.get("/background")
+async def background(tasks: BackgroundTasks, q: str = "Summarise later") -> dict[str, Any]:
+    tasks.add_task(summarise_later, q)
+    return {**correlation(), "scheduled": True}
