@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +27,7 @@ from fastapi.responses import StreamingResponse
 from aigw_middleware import GatewayConfig, current_context, get_async_client
 from aigw_middleware.asgi import AIGatewayMiddleware
 from aigw_middleware.client import configure
+from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.openai import AsyncOpenAI
 from aigw_middleware.testing import FakeGateway
 
@@ -43,25 +43,14 @@ logger = logging.getLogger("example_asgi")
 
 def configure_logging() -> None:
     """Every line of the app and of aigw_middleware shows the request ID, tenant and team."""
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "filters": {"correlation": {"()": "aigw_middleware.log.CorrelationFilter"}},
-            "formatters": {"plain": {"format": LOG_FORMAT}},
-            "handlers": {
-                "stderr": {
-                    "class": "logging.StreamHandler",
-                    "filters": ["correlation"],
-                    "formatter": "plain",
-                }
-            },
-            "loggers": {
-                name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
-                for name in ("example_asgi", "aigw_middleware")
-            },
-        }
-    )
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for name in ("example_asgi", "aigw_middleware"):
+        named = logging.getLogger(name)
+        named.addHandler(handler)
+        named.setLevel(logging.INFO)
+        named.propagate = False
 
 
 def gateway_config() -> tuple[GatewayConfig, FakeGateway | None]:
