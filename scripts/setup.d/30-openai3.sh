@@ -14,8 +14,12 @@ stamp="$venv/.aigw-installed"
 want=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "== installing the openai 3.x test venv ($venv)"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -e . "openai>=3,<4" "pytest>=8" "pytest-asyncio>=0.23"
+    # The editable build prints setuptools notices even with --quiet: show them only on failure.
+    if ! out=$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 \
+        && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -e . "openai>=3,<4" "pytest>=8" "pytest-asyncio>=0.23" 2>&1); then
+        echo "$out" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
