@@ -60,6 +60,14 @@ class OpenAI(openai.OpenAI):
     def _prepare_options(self, options: Any) -> Any:
         return super()._prepare_options(_with_model_prefix(self.gateway_config, options))
 
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
+        copied = super().copy(*args, **kwargs)
+        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
+        return copied
+
+    with_options = copy
+
 
 class AsyncOpenAI(openai.AsyncOpenAI):
     """``openai.AsyncOpenAI`` configured for the gateway; see :class:`OpenAI`."""
@@ -76,6 +84,14 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     async def _prepare_options(self, options: Any) -> Any:
         return await super()._prepare_options(_with_model_prefix(self.gateway_config, options))
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
+        copied = super().copy(*args, **kwargs)
+        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
+        return copied
+
+    with_options = copy
 
 
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:

@@ -306,16 +306,31 @@ async def test_async_model_prefix_is_applied_on_every_attempt(
     await client.close()
 
 
-def test_copies_made_with_with_options_keep_the_correlation_transport(
+def test_copies_made_with_with_options_keep_the_transport_and_the_gateway_config(
     fake_gateway: FakeGateway, gateway_config: GatewayConfig
 ) -> None:
-    client = OpenAI(config=gateway_config).with_options(timeout=3.0)
+    client = OpenAI(config=gateway_config.replace(model_prefix="openai")).with_options(timeout=3.0)
 
     with bind_context(request_id="req-copied"):
-        client.models.list()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
     assert correlation_of(fake_gateway)[0] == "req-copied"
+    assert fake_gateway.requests[0].json["model"] == "openai/gpt-4o-mini"
+    assert client.timeout == 3.0
     client.close()
+
+
+async def test_async_copies_keep_the_gateway_config(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    client = AsyncOpenAI(config=gateway_config.replace(model_prefix="openai")).copy(max_retries=0)
+
+    with bind_context(request_id="req-async-copy"):
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    assert correlation_of(fake_gateway)[0] == "req-async-copy"
+    assert fake_gateway.requests[0].json["model"] == "openai/gpt-4o-mini"
+    await client.close()
 
 
 @pytest.mark.skipif(OPENAI_MAJOR >= 3, reason="the documented httpx recipe is for openai 2.x")
