@@ -31,6 +31,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CORRELATED_SCOPES = frozenset({"http", "websocket"})
+# The messages that carry response headers: an HTTP response, a websocket handshake's 101.
+_RESPONSE_STARTS = frozenset({"http.response.start", "websocket.accept"})
 
 # The shared clients of the middleware serving the current request, when it was given its own
 # config; get_client() / get_async_client() then use that config inside its requests.
@@ -42,7 +44,7 @@ register_client_source(_request_clients.get)
 
 class AIGatewayMiddleware:
     """Binds a :class:`~aigw_middleware.CorrelationContext` around each HTTP request and websocket
-    connection, and adds the request ID to HTTP responses.
+    connection, and adds the request ID to HTTP responses and websocket handshakes.
 
     ``AIGatewayMiddleware(app, config=None, **overrides)``: ``overrides`` are
     :class:`~aigw_middleware.GatewayConfig` fields. Without ``config`` the settings come from the
@@ -81,7 +83,7 @@ class AIGatewayMiddleware:
         client = scope.get("client")
         peer = str(client[0]) if client else None
         context = self.policy.context_for(lambda name: headers.get(name.lower()), peer, scope)
-        if scope["type"] == "http" and self.config.echo_request_id:
+        if self.config.echo_request_id:
             send = self._echoing(send, context.request_id.encode("latin-1"))
         token = set_context(context)
         clients_token = None if self._clients is None else _request_clients.set(self._clients)
@@ -104,7 +106,7 @@ class AIGatewayMiddleware:
         name = self._echo_name
 
         async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in _RESPONSE_STARTS:
                 headers = list(message.get("headers") or ())
                 if not any(bytes(key).lower() == name for key, _ in headers):
                     message = {**message, "headers": [*headers, (name, request_id)]}

@@ -103,7 +103,7 @@ def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> Gateway
     return config
 
 
-def http_module() -> ModuleType:
+def _http_module() -> ModuleType:
     """``httpx`` or ``httpx2``: the package the installed SDK builds its HTTP clients on."""
     if issubclass(openai.DefaultHttpxClient, httpx.Client):
         return httpx
@@ -114,7 +114,7 @@ def _sdk_arguments(
     config: GatewayConfig, kwargs: dict[str, Any], *, asynchronous: bool
 ) -> dict[str, Any]:
     arguments = dict(kwargs)
-    http = http_module()
+    http = _http_module()
     if config.base_url is not None:
         arguments.setdefault("base_url", config.base_url)
         arguments.setdefault("api_key", config.api_key or PLACEHOLDER_API_KEY)

@@ -335,6 +335,7 @@ async def test_a_websocket_connection_gets_a_request_id_bound(
         "websocket.close",
     ]
     assert '"request_id":"req-ws-1"' in channel.sent[1]["text"]
+    assert (b"x-ai-request-id", b"req-ws-1") in channel.sent[0]["headers"]
 
 
 async def test_lifespan_passes_through_with_nothing_bound(gateway_config: GatewayConfig) -> None:
