@@ -104,7 +104,7 @@ class AIGateway:
         weakref.finalize(app, state.clients.close)
         # Wrapping wsgi_app (not a before_request hook) binds the context before Flask runs any
         # hook, so aborts from hooks registered earlier are handled with the context bound.
-        app.wsgi_app = CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
+        app.wsgi_app = _CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         if state.policy.resolver is not None:
             app.before_request_funcs.setdefault(None, []).insert(0, _resolve_tenant)
         register_client_source(_current_app_clients)
@@ -112,15 +112,15 @@ class AIGateway:
     @property
     def client(self) -> GatewayClient:
         """The current app's shared :class:`GatewayClient`; needs an app context."""
-        return app_state(current_app).clients.client()
+        return _app_state(current_app).clients.client()
 
     @property
     def async_client(self) -> AsyncGatewayClient:
         """The current app's :class:`AsyncGatewayClient` for the running event loop."""
-        return app_state(current_app).clients.async_client()
+        return _app_state(current_app).clients.async_client()
 
 
-def app_state(app: Flask) -> AIGatewayState:
+def _app_state(app: Flask) -> AIGatewayState:
     """The extension's state for ``app``; ``RuntimeError`` when it was never registered."""
     state = app.extensions.get(EXTENSION_KEY)
     if not isinstance(state, AIGatewayState):
@@ -130,7 +130,7 @@ def app_state(app: Flask) -> AIGatewayState:
     return state
 
 
-class CorrelationMiddleware:
+class _CorrelationMiddleware:
     """WSGI middleware around ``app.wsgi_app``: bind, echo the request ID, bind the body.
 
     The context is set before Flask pushes its request context and reset with its token in this
@@ -145,7 +145,7 @@ class CorrelationMiddleware:
         policy, config = self._state.policy, self._state.config
         get_header = EnvironHeaders(environ).get
         if policy.resolver is None:
-            context = policy.context_for(get_header, direct_peer(environ))
+            context = policy.context_for(get_header, _direct_peer(environ))
         else:
             # Tenant and team are decided once, by _resolve_tenant, which has Flask's request.
             context = CorrelationContext(policy.request_id(get_header))
@@ -160,10 +160,10 @@ class CorrelationMiddleware:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return body  # left as it is so the server can use sendfile; no app code runs there
-        return BoundBody(body, environ[ENVIRON_KEY], self._state.clients)
+        return _BoundBody(body, environ[ENVIRON_KEY], self._state.clients)
 
 
-class BoundBody:
+class _BoundBody:
     """A response body whose every step, and ``close``, runs with the request's context bound.
 
     Flask tears the request and app contexts down before the server iterates a streamed body
@@ -208,7 +208,7 @@ class BoundBody:
             reset_context(token)
 
 
-def direct_peer(environ: WSGIEnvironment) -> str | None:
+def _direct_peer(environ: WSGIEnvironment) -> str | None:
     """The address of the direct peer, also when werkzeug's ``ProxyFix`` rewrote REMOTE_ADDR."""
     # Trust is decided on the connection's peer whether ProxyFix wraps this middleware or not.
     original = environ.get("werkzeug.proxy_fix.orig")
@@ -224,11 +224,11 @@ def _resolve_tenant() -> None:
     context = environ.get(ENVIRON_KEY)
     if not isinstance(context, CorrelationContext):
         return  # not dispatched through app.wsgi_app, e.g. test_request_context()
-    policy = app_state(current_app).policy
-    tenant, team = policy.tenant_and_team(request.headers.get, direct_peer(environ), request)
+    policy = _app_state(current_app).policy
+    tenant, team = policy.tenant_and_team(request.headers.get, _direct_peer(environ), request)
     context = CorrelationContext(context.request_id, tenant, team)
     environ[ENVIRON_KEY] = context
-    # No token kept: CorrelationMiddleware resets its own token in the frame that set it, which
+    # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which
     # restores what was bound before the request and so also undoes this refinement.
     set_context(context)
 

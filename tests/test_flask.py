@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask import Flask, Response, abort, jsonify, request, stream_with_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aigw_middleware import ConfigurationError, current_context, get_async_client, get_client
-from aigw_middleware.context import CorrelationContext
+from aigw_middleware.context import CorrelationContext, wrap
 from aigw_middleware.flask import AIGateway
 from aigw_middleware.testing import FakeGateway
 
@@ -224,6 +225,21 @@ def test_an_unhandled_exception_gives_a_500_that_carries_the_request_id(
 
     assert response.status_code == 500
     assert response.headers["X-AI-Request-Id"] == "boom-1"
+
+
+def test_an_exception_propagated_in_testing_mode_leaves_nothing_bound(
+    fake_gateway: FakeGateway,
+) -> None:
+    app = make_app(fake_gateway, TESTING=True)
+    AIGateway(app)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("view failed")
+
+    with pytest.raises(RuntimeError, match="view failed"):
+        app.test_client().get("/boom")
+    assert current_context() is None
 
 
 def test_a_404_carries_the_request_id(fake_gateway: FakeGateway) -> None:
@@ -566,6 +582,26 @@ def test_two_apps_from_one_factory_call_their_own_gateways() -> None:
         with second.app_context():
             assert ext.client is not first_client
             assert ext.client.config.base_url == second_gw.base_url
+
+
+def test_a_thread_started_from_a_view_with_wrap_uses_the_apps_client_and_the_context(
+    fake_gateway: FakeGateway,
+) -> None:
+    app = make_app(fake_gateway)
+    AIGateway(app)
+
+    @app.get("/background")
+    def background() -> str:
+        worker = threading.Thread(
+            target=wrap(lambda: get_client().chat.completions.create(model="m", messages=HELLO))
+        )
+        worker.start()
+        worker.join(timeout=10)
+        return "ok"
+
+    app.test_client().get("/background", headers={"X-AI-Request-Id": "in-thread"})
+
+    assert gateway_headers(fake_gateway)["x-ai-request-id"] == "in-thread"
 
 
 def test_get_client_outside_an_app_context_is_not_the_apps(fake_gateway: FakeGateway) -> None:

@@ -22,9 +22,11 @@ from tests.e2e.servers import ServerProcess, free_port, gunicorn, running
 
 pytestmark = pytest.mark.e2e
 
+# Two gunicorns at once would share the default control socket in the home directory.
+GUNICORN = ("--workers", "1", "--no-control-socket")
 WORKERS = {
-    "sync": ("--worker-class", "sync", "--workers", "1"),
-    "gthread": ("--worker-class", "gthread", "--workers", "1", "--threads", "1"),
+    "sync": (*GUNICORN, "--worker-class", "sync"),
+    "gthread": (*GUNICORN, "--worker-class", "gthread", "--threads", "1"),
 }
 TRUSTED_PEERS = {"sync": "", "gthread": "127.0.0.1/32"}
 VIEWS = ["/chat", "/stream", "/stream-ctx", "/async"]
@@ -80,10 +82,13 @@ def sent_to_gateway(gateway: FakeGateway) -> dict[str, str | None]:
     return {name: headers.get(name) for name in ("x-ai-request-id", "x-ai-tenant", "x-ai-team")}
 
 
-def wait_for_output(server: ServerProcess, pattern: str, timeout: float = 10.0) -> str:
+def wait_for_output(
+    server: ServerProcess, pattern: str, *, since: int = 0, timeout: float = 10.0
+) -> str:
+    """The first match of ``pattern`` in what the server printed after offset ``since``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if found := re.search(pattern, server.output):
+        if found := re.search(pattern, server.output[since:]):
             return found.group(0)
         time.sleep(0.05)
     raise AssertionError(f"no line matching {pattern!r} in the server output:\n{server.output}")
@@ -182,13 +187,17 @@ def test_a_client_that_leaves_mid_stream_closes_the_body_with_the_context_bound(
 def test_invalid_incoming_ids_are_replaced_and_logged_never_a_500(
     server: ServerProcess, gateway: FakeGateway, headers: Any
 ) -> None:
+    printed_before = len(server.output)
+
     response = get(server, "/chat", headers=headers)
 
     assert response.status_code == 200
     request_id = response.headers["X-AI-Request-Id"]
     assert GENERATED_ID.fullmatch(request_id)
     assert sent_to_gateway(gateway)["x-ai-request-id"] == request_id
-    wait_for_output(server, "ignored invalid incoming X-(AI-)?Request-Id header")
+    wait_for_output(
+        server, "ignored invalid incoming X-(AI-)?Request-Id header", since=printed_before
+    )
 
 
 def test_tenant_headers_from_an_untrusted_peer_are_ignored(
