@@ -58,6 +58,7 @@ def config(portkey: ServerProcess, fake_gateway: FakeGateway) -> GatewayConfig:
         api_key="sk-placeholder",
         header_profile="portkey",
         extra_headers=upstream_headers(fake_gateway.base_url),
+        disable_proxy=True,
     )
 
 
