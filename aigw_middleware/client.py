@@ -52,8 +52,12 @@ __all__ = [
     "ModelList",
     "SharedClients",
     "configure",
+    "current_config",
     "get_async_client",
     "get_client",
+    "no_cookie_jar",
+    "prefixed_model",
+    "proxy_for",
     "register_client_source",
 ]
 
@@ -274,11 +278,12 @@ class _RejectAllCookies(DefaultCookiePolicy):
         return False
 
 
-def _no_cookies() -> CookieJar:
+def no_cookie_jar() -> CookieJar:
+    """A cookie jar that keeps nothing: no cookie of one call is ever sent on another."""
     return CookieJar(policy=_RejectAllCookies())
 
 
-def _proxy_for(config: GatewayConfig) -> str | None:
+def proxy_for(config: GatewayConfig) -> str | None:
     """The explicit proxy, else the environment's proxy for ``base_url`` unless disabled."""
     if config.proxy is not None:
         return config.proxy
@@ -298,7 +303,7 @@ def _client_options(config: GatewayConfig) -> dict[str, Any]:
         "base_url": (config.base_url or "") + "/",
         "headers": headers,
         "timeout": _timeout(config.timeout),
-        "cookies": _no_cookies(),
+        "cookies": no_cookie_jar(),
         # Proxies are chosen here, so the environment cannot mount transports that bypass ours.
         "trust_env": False,
         "follow_redirects": False,
@@ -309,7 +314,8 @@ def _client_options(config: GatewayConfig) -> dict[str, Any]:
 # Payloads and SSE, shared by the sync and async resources.
 
 
-def _model(config: GatewayConfig, model: str) -> str:
+def prefixed_model(config: GatewayConfig, model: str) -> str:
+    """``model`` with ``config.model_prefix`` in front, unless it already names a provider."""
     if config.model_prefix and "/" not in model:
         return f"{config.model_prefix}/{model}"
     return model
@@ -322,7 +328,7 @@ def _chat_payload(
     stream: bool,
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"model": _model(config, model), "messages": list(messages)}
+    payload: dict[str, Any] = {"model": prefixed_model(config, model), "messages": list(messages)}
     payload.update(params)
     if stream:
         payload["stream"] = True
@@ -333,7 +339,7 @@ def _embeddings_payload(
     config: GatewayConfig, model: str, input: str | Sequence[str], params: Mapping[str, Any]
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
-        "model": _model(config, model),
+        "model": prefixed_model(config, model),
         "input": input if isinstance(input, str) else list(input),
     }
     payload.update(params)
@@ -554,7 +560,7 @@ class GatewayClient:
         **overrides: Any,
     ) -> None:
         self.config = _effective(config, overrides)
-        inner = transport or httpx.HTTPTransport(proxy=_proxy_for(self.config))
+        inner = transport or httpx.HTTPTransport(proxy=proxy_for(self.config))
         self._http = httpx.Client(
             transport=CorrelationTransport(inner, self.config), **_client_options(self.config)
         )
@@ -713,7 +719,7 @@ class AsyncGatewayClient:
         **overrides: Any,
     ) -> None:
         self.config = _effective(config, overrides)
-        inner = transport or httpx.AsyncHTTPTransport(proxy=_proxy_for(self.config))
+        inner = transport or httpx.AsyncHTTPTransport(proxy=proxy_for(self.config))
         self._http = httpx.AsyncClient(
             transport=AsyncCorrelationTransport(inner, self.config),
             **_client_options(self.config),
@@ -908,6 +914,11 @@ def _shared() -> SharedClients:
         if found is not None:
             return found
     return _default
+
+
+def current_config() -> GatewayConfig:
+    """The config :func:`get_client` would use here and now (the framework's, else the process's)."""
+    return _shared().config
 
 
 def get_client() -> GatewayClient:

@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
     ) from exc
 
-from .client import CONNECT_TIMEOUT, _model, _no_cookies, _proxy_for, _shared
+from .client import CONNECT_TIMEOUT, current_config, no_cookie_jar, prefixed_model, proxy_for
 from .config import GatewayConfig
 from .context import bind_context, current_context
 from .transport import AsyncCorrelationTransport, CorrelationTransport
@@ -95,7 +95,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
 
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:
-    config = config or _shared().config
+    config = config or current_config()
     base_url = kwargs.get("base_url")
     # The SDK talks to the base_url it is given, so that is where the headers belong.
     if base_url is not None and str(base_url).rstrip("/") != config.base_url:
@@ -138,16 +138,16 @@ def _http_client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool)
     # The SDK's own client classes keep its connection limits and redirect defaults.
     # trust_env=False: proxies are chosen here, so the environment cannot mount transports
     # that bypass the correlation transport.
-    proxy = _proxy_for(config)
+    proxy = proxy_for(config)
     if asynchronous:
         return openai.DefaultAsyncHttpxClient(
             transport=AsyncCorrelationTransport(http.AsyncHTTPTransport(proxy=proxy), config),
-            cookies=_no_cookies(),
+            cookies=no_cookie_jar(),
             trust_env=False,
         )
     return openai.DefaultHttpxClient(
         transport=CorrelationTransport(http.HTTPTransport(proxy=proxy), config),
-        cookies=_no_cookies(),
+        cookies=no_cookie_jar(),
         trust_env=False,
     )
 
@@ -156,5 +156,5 @@ def _with_model_prefix(config: GatewayConfig, options: Any) -> Any:
     body = options.json_data
     if config.model_prefix and isinstance(body, dict) and isinstance(body.get("model"), str):
         # options is the SDK's per-attempt copy; the caller's body dict stays untouched.
-        options.json_data = {**body, "model": _model(config, body["model"])}
+        options.json_data = {**body, "model": prefixed_model(config, body["model"])}
     return options

@@ -389,10 +389,10 @@ def test_proxy_settings_choose_the_transport(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "")
     base = {"base_url": "http://gateway.test/ai"}
-    assert client_module._proxy_for(GatewayConfig(**base)) == "http://127.0.0.1:3128"
-    assert client_module._proxy_for(GatewayConfig(**base, disable_proxy=True)) is None
+    assert client_module.proxy_for(GatewayConfig(**base)) == "http://127.0.0.1:3128"
+    assert client_module.proxy_for(GatewayConfig(**base, disable_proxy=True)) is None
     explicit = GatewayConfig(**base, proxy="http://127.0.0.1:8888", disable_proxy=True)
-    assert client_module._proxy_for(explicit) == "http://127.0.0.1:8888"
+    assert client_module.proxy_for(explicit) == "http://127.0.0.1:8888"
 
 
 def test_the_client_never_mounts_environment_proxies_around_its_transport(
