@@ -1,0 +1,260 @@
+"""Celery end to end: Django and Flask views enqueue tasks through a real Redis broker, and a real
+worker's gateway calls and log records carry the web request's ID, tenant and team.
+
+The test starts its own ``redis-server`` on a free loopback port (scripts/setup.d/20-redis.sh
+installs it) and a Celery worker in a thread of this process, with one pool thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from django.http import HttpRequest, JsonResponse
+from django.test import Client
+from django.urls import path
+from flask import Flask
+
+from aigw_middleware import current_context, get_client
+from aigw_middleware.celery import install
+from aigw_middleware.config import GatewayConfig
+from aigw_middleware.flask import AIGateway
+from aigw_middleware.log import CorrelationFilter
+from aigw_middleware.testing import FakeGateway
+from tests.e2e.servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = 15.0
+POLL = 0.02  # seconds between result checks; Celery polls every 0.5 s by default
+
+app = Celery("e2e_celery", set_as_current=False)
+app.conf.update(
+    broker_connection_retry_on_startup=True,
+    # The worker would otherwise replace the root logger's handlers, pytest's among them.
+    worker_hijack_root_logger=False,
+)
+install(app)
+
+task_log = logging.getLogger("tests.e2e.celery.task")
+
+
+@app.task(name="e2e.summarize")
+def summarize() -> dict[str, Any]:
+    """What a view hands to the worker: one gateway call, one log line."""
+    task_log.info("summarizing")
+    get_client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "summarize"}]
+    )
+    context = current_context()
+    assert context is not None
+    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+
+
+@app.task(name="e2e.summarize_in_parts")
+def summarize_in_parts() -> str:
+    """Enqueues the real work as a second task."""
+    return str(summarize.delay().id)
+
+
+def wait(task_id: str) -> Any:
+    return app.AsyncResult(task_id).get(timeout=TIMEOUT, interval=POLL)
+
+
+def received(gw: FakeGateway, index: int = -1) -> tuple[str | None, str | None, str | None]:
+    headers = gw.requests[index].headers
+    return (headers.get("x-ai-request-id"), headers.get("x-ai-tenant"), headers.get("x-ai-team"))
+
+
+# --- Redis and the worker -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not on PATH: run scripts/setup.d/20-redis.sh "
+            "(scripts/test runs it) or install the redis-server package"
+        )
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with tempfile.NamedTemporaryFile(prefix="aigw-redis-", suffix=".log") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_redis(server, port, Path(log.name))
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=5)
+
+
+def _wait_for_redis(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    ping = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"redis-server exited with {server.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(redis.ConnectionError):
+            if ping.ping():
+                ping.close()
+                return
+        time.sleep(0.05)
+    pytest.fail(f"redis-server did not answer within 15 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def worker(redis_url: str) -> Iterator[None]:
+    app.conf.update(
+        broker_url=f"{redis_url}/0",
+        result_backend=f"{redis_url}/1",
+        # Results live as long as this redis-server anyway. Without an expiry Celery stores them
+        # with SET rather than SETEX, which redis-py 8 deprecates (a warning, so an error here).
+        result_expires=None,
+    )
+    with start_worker(
+        app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=15
+    ):
+        yield
+
+
+# --- the web apps -------------------------------------------------------------------------
+
+
+def tenant_from_query(request: Any) -> tuple[str | None, str | None]:
+    """Stands in for a resolver that reads the authenticated user."""
+    query = request.GET if isinstance(request, HttpRequest) else request.args
+    return query.get("tenant"), query.get("team")
+
+
+def django_summary(request: HttpRequest) -> JsonResponse:
+    task = summarize_in_parts if request.GET.get("parts") else summarize
+    return JsonResponse({"task_id": task.delay().id})
+
+
+urlpatterns = [path("summary/", django_summary)]
+
+
+@pytest.fixture
+def django_client(settings: Any, fake_gateway: FakeGateway) -> Client:
+    settings.ROOT_URLCONF = __name__
+    settings.AIGW = {"BASE_URL": fake_gateway.base_url, "TENANT_RESOLVER": tenant_from_query}
+    return Client()
+
+
+@pytest.fixture
+def flask_client(shared_config: GatewayConfig) -> Any:
+    flask_app = Flask(__name__)
+    AIGateway(flask_app, tenant_resolver=tenant_from_query)
+
+    @flask_app.get("/summary")
+    def summary() -> dict[str, str]:
+        return {"task_id": str(summarize.delay().id)}
+
+    return flask_app.test_client()
+
+
+# --- what must hold -----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+def test_django_view_task_calls_the_gateway_with_the_web_request_id_tenant_and_team(
+    django_client: Client, fake_gateway: FakeGateway
+) -> None:
+    response = django_client.get(
+        "/summary/?tenant=acme&team=search", headers={"X-AI-Request-Id": "web-django-1"}
+    )
+
+    assert response.status_code == 200
+    assert wait(response.json()["task_id"])["request_id"] == "web-django-1"
+    assert received(fake_gateway) == ("web-django-1", "acme", "search")
+
+
+@pytest.mark.usefixtures("worker")
+def test_django_view_without_incoming_id_hands_its_generated_id_to_the_task(
+    django_client: Client, fake_gateway: FakeGateway
+) -> None:
+    response = django_client.get("/summary/?tenant=acme")
+
+    wait(response.json()["task_id"])
+    assert received(fake_gateway) == (response.headers["X-AI-Request-Id"], "acme", None)
+
+
+@pytest.mark.usefixtures("worker")
+def test_flask_view_task_calls_the_gateway_with_the_web_request_id_tenant_and_team(
+    flask_client: Any, fake_gateway: FakeGateway
+) -> None:
+    response = flask_client.get(
+        "/summary?tenant=globex&team=ops", headers={"X-AI-Request-Id": "web-flask-1"}
+    )
+
+    assert response.status_code == 200
+    assert wait(response.json["task_id"])["request_id"] == "web-flask-1"
+    assert received(fake_gateway) == ("web-flask-1", "globex", "ops")
+
+
+@pytest.mark.usefixtures("worker")
+def test_task_published_with_no_context_gets_a_fresh_request_id_and_no_tenant(
+    fake_gateway: FakeGateway, shared_config: GatewayConfig
+) -> None:
+    seen = summarize.delay().get(timeout=TIMEOUT, interval=POLL)
+
+    assert seen["tenant"] is None
+    assert received(fake_gateway) == (seen["request_id"], None, None)
+    assert len(seen["request_id"]) == 32
+
+
+@pytest.mark.usefixtures("worker")
+def test_next_task_on_the_same_worker_does_not_inherit_the_previous_tenant(
+    django_client: Client, fake_gateway: FakeGateway
+) -> None:
+    response = django_client.get(
+        "/summary/?tenant=acme&team=search", headers={"X-AI-Request-Id": "web-django-2"}
+    )
+    wait(response.json()["task_id"])
+    summarize.delay().get(timeout=TIMEOUT, interval=POLL)
+
+    request_id, tenant, team = received(fake_gateway, 1)
+    assert (tenant, team) == (None, None)
+    assert request_id != "web-django-2"
+
+
+@pytest.mark.usefixtures("worker")
+def test_task_enqueued_from_inside_a_task_carries_the_web_request_id(
+    django_client: Client, fake_gateway: FakeGateway
+) -> None:
+    response = django_client.get(
+        "/summary/?parts=1&tenant=acme", headers={"X-AI-Request-Id": "web-django-3"}
+    )
+
+    child_id = wait(response.json()["task_id"])
+    assert wait(child_id)["request_id"] == "web-django-3"
+    assert received(fake_gateway) == ("web-django-3", "acme", None)
+
+
+@pytest.mark.usefixtures("worker")
+def test_log_record_emitted_inside_the_task_has_the_web_request_id(
+    django_client: Client, fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(CorrelationFilter())
+    with caplog.at_level(logging.INFO, logger=task_log.name):
+        response = django_client.get("/summary/", headers={"X-AI-Request-Id": "web-django-4"})
+        wait(response.json()["task_id"])
+
+    [record] = [r for r in caplog.records if r.name == task_log.name]
+    assert record.request_id == "web-django-4"  # type: ignore[attr-defined]
