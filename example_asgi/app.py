@@ -7,6 +7,7 @@ Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant):
 - ``GET /stream?q=hello`` newline-delimited JSON streamed while the gateway streams
 - ``GET /openai?q=hello`` the same call through the OpenAI SDK (``aigw_middleware.openai``)
 - ``GET /background?q=hello`` answers at once; a background task calls the gateway afterwards
+- ``WS /ws`` each text message is a question; each answer comes back as JSON
 
 Every response carries ``X-AI-Request-Id``; send one (or ``X-Request-Id``) to choose it.
 """
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
 from aigw_middleware import GatewayConfig, current_context, get_async_client
@@ -116,7 +117,7 @@ def question(q: str) -> list[Any]:
 async def index() -> dict[str, Any]:
     return {
         **correlation(),
-        "endpoints": ["/chat", "/stream", "/openai", "/background"],
+        "endpoints": ["/chat", "/stream", "/openai", "/background", "/ws"],
         "try": "/chat?q=hello&tenant=acme",
     }
 
@@ -166,3 +167,13 @@ async def summarise_later(q: str) -> None:
 async def background(tasks: BackgroundTasks, q: str = "Summarise later") -> dict[str, Any]:
     tasks.add_task(summarise_later, q)
     return {**correlation(), "scheduled": True}
+
+
+@app.websocket("/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    """One request ID for the whole connection: every question's gateway call carries it."""
+    await websocket.accept()
+    q = await websocket.receive_text()
+    answer = await get_async_client().chat.completions.create(model=MODEL, messages=question(q))
+    await websocket.send_json({**correlation(), "answer": answer.content})
+    await websocket.close()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from aigw_middleware.testing import FakeGateway, RecordedRequest
 
@@ -120,3 +121,19 @@ def test_without_aigw_base_url_the_example_uses_its_embedded_gateway() -> None:
     assert (body["tenant"], body["team"]) == ("globex", "research")
     assert body["answer"] == "Hello from FakeGateway: hello"
     assert "using the embedded FakeGateway" in server.output
+
+
+def test_a_websocket_connection_gets_a_request_id_bound(
+    served_example: ServerProcess, fake_gateway: FakeGateway
+) -> None:
+    url = served_example.base_url.replace("http://", "ws://") + "/ws?tenant=acme"
+    with connect(url, additional_headers={"X-AI-Request-Id": "e2e-ws"}, open_timeout=10) as ws:
+        handshake_id = ws.response.headers["x-ai-request-id"] if ws.response else None
+        ws.send("hello socket")
+        answer = json.loads(ws.recv(timeout=10))
+
+    assert handshake_id == "e2e-ws"
+    assert (answer["request_id"], answer["tenant"]) == ("e2e-ws", "acme")
+    assert answer["answer"] == "Hello from FakeGateway: hello socket"
+    sent = gateway_request_for(fake_gateway, "e2e-ws")
+    assert sent.headers["x-ai-tenant"] == "acme"
