@@ -145,6 +145,7 @@ def test_documented_json_logging_config_writes_one_json_object_per_record() -> N
     )
 
     first, second = (json.loads(line) for line in done.stderr.splitlines())
+    assert set(first) == {"event", "level", "logger", "timestamp", "request_id", "tenant", "team"}
     assert first["event"] == "summary requested"
     assert (first["request_id"], first["tenant"], first["team"]) == ("req-42", "acme", "search")
     assert (first["level"], first["logger"]) == ("info", "shop.views")
