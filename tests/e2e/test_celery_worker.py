@@ -2,14 +2,17 @@
 worker's gateway calls and log records carry the web request's ID, tenant and team.
 
 The test starts its own ``redis-server`` on a free loopback port (scripts/setup.d/20-redis.sh
-installs it) and a Celery worker in a thread of this process, with one pool thread.
+installs it), a Celery worker in a thread of this process with one pool thread, and once a
+``celery worker`` process set up as docs/celery.md shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,18 +24,20 @@ import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.utils.log import get_task_logger
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import path
 from flask import Flask
 
-from aigw_middleware import current_context, get_client
+from aigw_middleware import bind_context, current_context, get_client
 from aigw_middleware.celery import install
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.flask import AIGateway
 from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.testing import FakeGateway
-from tests.e2e.servers import free_port
+from tests.e2e.servers import ROOT, VENV_BIN, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -258,3 +263,90 @@ def test_log_record_emitted_inside_the_task_has_the_web_request_id(
 
     [record] = [r for r in caplog.records if r.name == task_log.name]
     assert record.request_id == "web-django-4"  # type: ignore[attr-defined]
+
+
+# --- a worker process, with the logging setup of docs/celery.md -----------------------------
+
+BROKER_ENV = "AIGW_TEST_CELERY_REDIS"
+LOG_FIELDS = "[%(request_id)s %(tenant)s/%(team)s]"
+
+process_app = Celery("e2e_celery_process", set_as_current=False)
+process_app.conf.update(
+    broker_url=f"{os.environ.get(BROKER_ENV, 'memory://')}/0",
+    result_backend=f"{os.environ.get(BROKER_ENV, 'cache+memory://')}/1",
+    result_expires=None,
+    broker_connection_retry_on_startup=True,
+    # Its own queue: the in-thread worker of the tests above listens on the same broker.
+    task_default_queue="e2e-process",
+    worker_log_format=f"[%(levelname)s/%(processName)s] {LOG_FIELDS} %(message)s",
+    worker_task_log_format=f"[%(levelname)s/%(processName)s] {LOG_FIELDS} %(task_name)s: %(message)s",
+)
+install(process_app)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def add_correlation_fields(logger: logging.Logger, **kwargs: Any) -> None:
+    for handler in logger.handlers:
+        handler.addFilter(CorrelationFilter())
+
+
+@process_app.task(name="e2e.process.summarize")
+def process_summarize() -> str:
+    get_task_logger(__name__).info("summarizing in a worker process")
+    get_client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "summarize"}]
+    )
+    return "done"
+
+
+@pytest.fixture
+def worker_process(redis_url: str, fake_gateway: FakeGateway) -> Iterator[Path]:
+    """A ``celery worker`` process (threads pool, one thread); yields the file it logs to."""
+    argv = [
+        str(VENV_BIN / "celery"),
+        "--app", f"{__name__}:process_app",
+        "worker", "--pool", "threads", "--concurrency", "1", "--loglevel", "INFO",
+        "--hostname", f"e2e-{free_port()}@127.0.0.1",
+        "--without-heartbeat", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    env = {**os.environ, BROKER_ENV: redis_url, "AIGW_BASE_URL": fake_gateway.base_url}
+    with tempfile.NamedTemporaryFile(prefix="aigw-celery-", suffix=".log") as log:
+        output = Path(log.name)
+        worker = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 30.0
+            while "ready." not in output.read_text(errors="replace"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the Celery worker did not start:\n{output.read_text()}")
+                time.sleep(0.1)
+            yield output
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=5)
+
+
+def test_worker_process_gateway_call_and_task_log_line_carry_the_publishers_request_id(
+    redis_url: str, worker_process: Path, fake_gateway: FakeGateway
+) -> None:
+    process_app.conf.update(broker_url=f"{redis_url}/0", result_backend=f"{redis_url}/1")
+    with bind_context(request_id="web-process-1", tenant="acme", team="search"):
+        result = process_summarize.delay()
+
+    assert result.get(timeout=TIMEOUT, interval=POLL) == "done"
+    assert received(fake_gateway) == ("web-process-1", "acme", "search")
+    task_lines = [
+        line
+        for line in worker_process.read_text().splitlines()
+        if "summarizing in a worker process" in line
+    ]
+    assert task_lines == [
+        "[INFO/MainProcess] [web-process-1 acme/search] e2e.process.summarize: "
+        "summarizing in a worker process"
+    ]
