@@ -83,13 +83,12 @@ def _finish(
         response[config.request_id_header] = context.request_id
     # A FileResponse never calls the gateway, and wrapping it would lose wsgi.file_wrapper.
     if isinstance(response, StreamingHttpResponse) and not isinstance(response, FileResponse):
-        if response.is_async:
-            content = cast(AsyncIterator[bytes], response.streaming_content)
-            response.streaming_content = _bound_async(content, context)
-        else:
-            response.streaming_content = _bound(
-                cast(Iterator[bytes], response.streaming_content), context
-            )
+        content = response.streaming_content
+        response.streaming_content = (
+            _bound_async(cast(AsyncIterator[bytes], content), context)
+            if response.is_async
+            else _bound(cast(Iterator[bytes], content), context)
+        )
     return response
 
 
