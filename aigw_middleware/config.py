@@ -125,8 +125,11 @@ class GatewayConfig:
         """
         _check_names(overrides)
         env = os.environ if environ is None else environ
+        given = {key[len(prefix) :] for key in mapping if key.startswith(prefix)}
         values: dict[str, Any] = {}
         for var, name in ENV_VARS.items():
+            if name.upper() in given or name in overrides:
+                continue  # a setting or an argument wins, so its variable is not even read
             raw = env.get(var)
             if raw is not None and raw.strip() != "":
                 values[name] = _PARSERS[name](var, raw)

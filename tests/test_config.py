@@ -89,6 +89,12 @@ def test_precedence_is_arguments_then_mapping_then_environment() -> None:
     assert config.max_retries == 1
 
 
+def test_a_setting_or_argument_hides_a_bad_environment_variable() -> None:
+    env = {"AIGW_TIMEOUT": "soon", "AIGW_MAX_RETRIES": "many"}
+    config = GatewayConfig.from_mapping({"TIMEOUT": 3}, environ=env, max_retries=1)
+    assert (config.timeout, config.max_retries) == (3.0, 1)
+
+
 def test_flask_style_prefixed_mapping_ignores_other_keys() -> None:
     app_config = {"AIGW_BASE_URL": "http://gw/ai", "AIGW_TIMEOUT": "3", "SECRET_KEY": "x"}
     config = GatewayConfig.from_mapping(app_config, prefix="AIGW_", environ={})

@@ -104,7 +104,15 @@ def running(argv: Sequence[str], **kwargs: object) -> Iterator[ServerProcess]:
 
 def gunicorn(app: str, port: int, *extra: str) -> list[str]:
     """The argv to serve a WSGI ``app`` ("module:callable") with gunicorn on 127.0.0.1."""
-    return [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *extra, app]
+    # gunicorn 27 opens a control socket in the home folder by default; parallel servers clash.
+    return [
+        str(VENV_BIN / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--no-control-socket",
+        *extra,
+        app,
+    ]
 
 
 def uvicorn(app: str, port: int, *extra: str) -> list[str]:

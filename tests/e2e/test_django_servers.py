@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 WSGI_APP = "example_django.project.wsgi:application"
 ASGI_APP = "example_django.project.asgi:application"
 # A second gunicorn would fight over the default control socket in the home directory.
-GUNICORN = ("--workers", "1", "--no-control-socket")
+GUNICORN = ("--workers", "1")
 SERVERS = {
     "gunicorn-sync": lambda port: gunicorn(WSGI_APP, port, *GUNICORN),
     "gunicorn-gthread-1": lambda port: gunicorn(
