@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ..config import ENV_VARS, GatewayConfig
+from ..config import GatewayConfig
 from ..errors import ConfigurationError
 from ..inbound import InboundPolicy
 
@@ -43,14 +43,7 @@ class Settings:
 
         Raises :class:`~aigw_middleware.errors.ConfigurationError` for an invalid value.
         """
-        mapping = self.AIGW
-        # A variable that the setting overrides is not parsed, so a bad value there is harmless.
-        environ = {
-            var: value
-            for var, value in os.environ.items()
-            if var not in ENV_VARS or ENV_VARS[var].upper() not in mapping
-        }
-        return GatewayConfig.from_mapping(mapping, environ=environ)
+        return GatewayConfig.from_mapping(self.AIGW, environ=os.environ)
 
     def loaded(self) -> tuple[GatewayConfig, InboundPolicy]:
         """The config and the inbound policy built from it, cached until :meth:`reload`."""
