@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ ENV_VARS: Mapping[str, str] = {
         "model_prefix",
         "header_profile",
         "trust_tenant_headers_from",
+        "extra_headers",
     )
 }
 
@@ -299,8 +301,13 @@ def _resolver(key: str, raw: object) -> TenantResolver | None:
 def _extra_headers(key: str, raw: object) -> Mapping[str, str]:
     if raw is None:
         return {}
+    if isinstance(raw, str):  # from the environment: a JSON object
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ConfigurationError(key, "***", "must be a JSON object of header names") from None
     if not isinstance(raw, Mapping):
-        raise ConfigurationError(key, raw, "must be a mapping of header names to values")
+        raise ConfigurationError(key, "***", "must be a mapping of header names to values")
     out: dict[str, str] = {}
     for name, value in raw.items():
         _header_name(key, name)

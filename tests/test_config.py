@@ -47,6 +47,17 @@ def test_from_env_reads_every_documented_variable() -> None:
     assert config.trust_tenant_headers_from == ("10.0.0.0/8", "127.0.0.1/32")
 
 
+def test_extra_headers_from_the_environment_are_a_json_object() -> None:
+    env = {"AIGW_EXTRA_HEADERS": '{"x-portkey-provider": "openai", "x-gw-key": "k"}'}
+    assert GatewayConfig.from_env(env).extra_headers == {
+        "x-portkey-provider": "openai",
+        "x-gw-key": "k",
+    }
+    with pytest.raises(ConfigurationError, match="AIGW_EXTRA_HEADERS") as caught:
+        GatewayConfig.from_env({"AIGW_EXTRA_HEADERS": '{"x-gw-key": "SECRET"'})
+    assert "SECRET" not in str(caught.value)
+
+
 def test_empty_environment_variables_count_as_unset() -> None:
     assert GatewayConfig.from_env({"AIGW_BASE_URL": "", "AIGW_TIMEOUT": " "}) == GatewayConfig()
 

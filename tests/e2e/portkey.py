@@ -3,19 +3,14 @@
 ``scripts/setup.d/40-portkey.sh`` installs it into ``.cache/portkey``; :func:`running_portkey`
 starts it on a free loopback port and stops it afterwards. Requests reach an upstream chosen per
 call by :func:`upstream_headers`: the ``openai`` provider at a custom host, e.g. a FakeGateway.
-:func:`routing_front` adds those headers for an app that cannot send them itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
-from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from urllib.parse import quote
-
-import httpx
 
 from .servers import ROOT, ServerProcess, free_port
 
@@ -77,52 +72,3 @@ def upstream_headers(upstream_base_url: str) -> dict[str, str]:
 
 
 # Hop-by-hop and framing headers: the front computes its own.
-_NOT_RELAYED = frozenset(
-    {"host", "connection", "keep-alive", "content-length", "transfer-encoding"}
-)
-
-
-@contextlib.contextmanager
-def routing_front(target: str, headers: Mapping[str, str]) -> Iterator[str]:
-    """A loopback HTTP relay to ``target`` that adds ``headers`` to every request; yields its URL.
-
-    It stands for an ingress in front of Portkey that sets the routing headers, for an app whose
-    settings cannot carry extra headers. Bodies are relayed whole (streams arrive in one piece).
-    """
-    relay = httpx.Client(base_url=target, timeout=30.0, trust_env=False)
-
-    class Relay(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            """Quiet: the test shows what it needs."""
-
-        def do_GET(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            sent = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_RELAYED}
-            answer = relay.request(
-                self.command,
-                self.path,
-                content=self.rfile.read(length),
-                headers={**sent, **headers},
-            )
-            self.send_response(answer.status_code)
-            for name, value in answer.headers.multi_items():
-                if name.lower() not in _NOT_RELAYED | {"content-encoding"}:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        do_POST = do_GET
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        relay.close()

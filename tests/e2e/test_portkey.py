@@ -9,6 +9,7 @@ them, so every attempt of our client is one request at the FakeGateway.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -26,7 +27,7 @@ from aigw_middleware import (
 )
 from aigw_middleware.testing import FakeGateway
 
-from .portkey import PortkeyMissing, routing_front, running_portkey, upstream_headers
+from .portkey import PortkeyMissing, running_portkey, upstream_headers
 from .servers import ServerProcess, free_port, gunicorn, running
 
 pytestmark = pytest.mark.e2e
@@ -187,23 +188,21 @@ async def test_the_async_client_goes_through_portkey_plain_and_streamed(
 def test_the_example_django_app_under_gunicorn_sends_the_incoming_ids_through_portkey(
     portkey: ServerProcess, fake_gateway: FakeGateway, view: str
 ) -> None:
-    # The example's settings take no extra headers, so a relay in front of Portkey adds the
-    # routing headers; everything else comes from the app and its client.
     port = free_port()
     argv = gunicorn("example_django.project.wsgi:application", port, "--workers", "1")
-    with routing_front(portkey.base_url, upstream_headers(fake_gateway.base_url)) as front:
-        env = {
-            "DJANGO_SETTINGS_MODULE": "example_django.project.settings",
-            "AIGW_BASE_URL": f"{front}/v1",
-            "AIGW_HEADER_PROFILE": "portkey",
-            "AIGW_DISABLE_PROXY": "true",
-        }
-        with running([*argv, "--no-control-socket"], port=port, env=env) as app:
-            response = httpx.get(
-                f"{app.base_url}{view}?q=hello django",
-                headers={"X-AI-Request-Id": "req-django-1", "X-Demo-User": "alice"},
-                timeout=20.0,
-            )
+    env = {
+        "DJANGO_SETTINGS_MODULE": "example_django.project.settings",
+        "AIGW_BASE_URL": f"{portkey.base_url}/v1",
+        "AIGW_HEADER_PROFILE": "portkey",
+        "AIGW_EXTRA_HEADERS": json.dumps(upstream_headers(fake_gateway.base_url)),
+        "AIGW_DISABLE_PROXY": "true",
+    }
+    with running(argv, port=port, env=env) as app:
+        response = httpx.get(
+            f"{app.base_url}{view}?q=hello django",
+            headers={"X-AI-Request-Id": "req-django-1", "X-Demo-User": "alice"},
+            timeout=20.0,
+        )
     assert response.status_code == 200, response.text
     assert response.headers["x-ai-request-id"] == "req-django-1"
     assert "Hello from FakeGateway: hello django" in response.text
