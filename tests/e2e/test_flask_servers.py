@@ -22,11 +22,9 @@ from tests.e2e.servers import ServerProcess, free_port, gunicorn, running
 
 pytestmark = pytest.mark.e2e
 
-# Two gunicorns at once would share the default control socket in the home directory.
-GUNICORN = ("--workers", "1", "--no-control-socket")
 WORKERS = {
-    "sync": (*GUNICORN, "--worker-class", "sync"),
-    "gthread": (*GUNICORN, "--worker-class", "gthread", "--threads", "1"),
+    "sync": ("--workers", "1", "--worker-class", "sync"),
+    "gthread": ("--workers", "1", "--worker-class", "gthread", "--threads", "1"),
 }
 TRUSTED_PEERS = {"sync": "", "gthread": "127.0.0.1/32"}
 VIEWS = ["/chat", "/stream", "/stream-ctx", "/async"]
