@@ -84,7 +84,14 @@ def seen() -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def worker() -> Iterator[None]:
+    root = logging.getLogger()
+    level, handlers = root.level, set(root.handlers)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=15):
+        # start_worker sets up logging as a worker process would: the root logger at ERROR with a
+        # stderr handler. Put back the test session's, so later tests log as before.
+        root.setLevel(level)
+        for handler in set(root.handlers) - handlers:
+            root.removeHandler(handler)
         yield
 
 

@@ -132,9 +132,16 @@ def worker(redis_url: str) -> Iterator[None]:
         # with SET rather than SETEX, which redis-py 8 deprecates (a warning, so an error here).
         result_expires=None,
     )
+    root = logging.getLogger()
+    level, handlers = root.level, set(root.handlers)
     with start_worker(
         app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=15
     ):
+        # start_worker sets up logging as a worker process would: the root logger at ERROR with a
+        # stderr handler. Put back the test session's, so later tests log as before.
+        root.setLevel(level)
+        for handler in set(root.handlers) - handlers:
+            root.removeHandler(handler)
         yield
 
 
