@@ -23,9 +23,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import BackgroundTasks, FastAPI, Request, Response, WebSocket
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from aigw_middleware import GatewayConfig, current_context, get_async_client
+from aigw_middleware import GatewayConfig, GatewayError, current_context, get_async_client
 from aigw_middleware.asgi import AIGatewayMiddleware
 from aigw_middleware.client import configure
 from aigw_middleware.log import CorrelationFilter
@@ -95,6 +95,15 @@ async def access_log(
         "%s %s -> %s %.1fms", request.method, request.url.path, response.status_code, elapsed
     )
     return response
+
+
+@app.exception_handler(GatewayError)
+async def gateway_failed(request: Request, exc: GatewayError) -> JSONResponse:
+    """A gateway failure becomes a 502 naming the error; the response still carries the ID."""
+    logger.warning("gateway call failed: %s", exc)
+    return JSONResponse(
+        {**correlation(), "error": type(exc).__name__, "detail": str(exc)}, status_code=502
+    )
 
 
 # Added last, so it is the outermost middleware: the access log above runs inside its context.
