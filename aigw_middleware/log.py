@@ -8,12 +8,15 @@ It never logs a request or response body, nor any header value.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 from .context import CorrelationContext, current_context
 
 __all__ = [
     "CorrelationFilter",
     "correlation_fields",
+    "fields_of",
     "log_attempt",
     "logger",
     "structlog_processor",
@@ -34,13 +37,7 @@ class CorrelationFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            context = current_context()
-            if context is None:
-                record.request_id = record.tenant = record.team = UNBOUND
-            else:
-                record.request_id = context.request_id
-                record.tenant = context.tenant or UNBOUND
-                record.team = context.team or UNBOUND
+            record.__dict__.update(correlation_fields())
         return True
 
 
@@ -58,6 +55,7 @@ def log_attempt(
     """One structured record for one outbound attempt. ``target`` is host and path only."""
     if not logger.isEnabledFor(level):
         return
+    fields = fields_of(context)
     logger.log(
         level,
         "aigw %s %s -> %s attempt=%d %.1fms %s request_id=%s tenant=%s team=%s",
@@ -67,9 +65,9 @@ def log_attempt(
         attempt,
         duration * 1000.0,
         outcome,
-        context.request_id,
-        context.tenant or UNBOUND,
-        context.team or UNBOUND,
+        fields["request_id"],
+        fields["tenant"],
+        fields["team"],
         extra={
             "aigw_method": method,
             "aigw_target": target,
@@ -77,16 +75,9 @@ def log_attempt(
             "aigw_attempt": attempt,
             "aigw_duration_ms": round(duration * 1000.0, 3),
             "aigw_outcome": outcome,
-            "request_id": context.request_id,
-            "tenant": context.tenant or UNBOUND,
-            "team": context.team or UNBOUND,
+            **fields,
         },
     )
-
-
-# Imported here because structlog_processor was appended to this module after the rest.
-from collections.abc import MutableMapping  # noqa: E402
-from typing import Any  # noqa: E402
 
 
 def structlog_processor(
@@ -106,7 +97,11 @@ def structlog_processor(
 
 def correlation_fields() -> dict[str, str]:
     """``request_id``, ``tenant`` and ``team`` of the bound context, ``-`` where unbound."""
-    context = current_context()
+    return fields_of(current_context())
+
+
+def fields_of(context: CorrelationContext | None) -> dict[str, str]:
+    """The three log fields of ``context`` (``-`` for None values or no context)."""
     if context is None:
         return {"request_id": UNBOUND, "tenant": UNBOUND, "team": UNBOUND}
     return {

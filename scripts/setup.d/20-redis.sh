@@ -7,23 +7,8 @@ if command -v redis-server >/dev/null 2>&1; then
     exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    # sudo drops the environment, so the non-interactive frontend is passed as an argument.
-    SUDO=(sudo DEBIAN_FRONTEND=noninteractive)
-else
-    echo "redis-server is missing and this user cannot install it: install the redis-server package" >&2
-    exit 1
-fi
-
-echo "== installing redis-server"
-export DEBIAN_FRONTEND=noninteractive
-# apt prints progress and debconf notes even with -qq: show them only when something fails.
-if ! out=$("${SUDO[@]}" apt-get update -qq 2>&1 \
-    && "${SUDO[@]}" apt-get install -y -qq --no-install-recommends redis-server 2>&1); then
-    echo "$out" >&2
-    exit 1
-fi
+# shellcheck source=../lib/apt-install.sh
+source "$(dirname "$0")/../lib/apt-install.sh"
+apt_install redis-server redis-server
 # The package may start a system-wide service on 6379; the tests never use it.
 command -v redis-server >/dev/null || { echo "redis-server is still not on PATH" >&2; exit 1; }

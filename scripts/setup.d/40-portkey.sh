@@ -23,23 +23,9 @@ if [ -f "$ENTRY" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "${PINS[*]}" ] && comman
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ]; then
-        SUDO=()
-    elif command -v sudo >/dev/null 2>&1; then
-        # sudo drops the environment, so the non-interactive frontend is passed as an argument.
-        SUDO=(sudo DEBIAN_FRONTEND=noninteractive)
-    else
-        echo "node/npm are missing and this user cannot install them: install nodejs and npm" >&2
-        exit 1
-    fi
-    echo "== installing Node.js"
-    export DEBIAN_FRONTEND=noninteractive
-    # apt prints progress even with -qq: show it only when something fails.
-    if ! out=$("${SUDO[@]}" apt-get update -qq 2>&1 \
-        && "${SUDO[@]}" apt-get install -y -qq --no-install-recommends nodejs npm 2>&1); then
-        echo "$out" >&2
-        exit 1
-    fi
+    # shellcheck source=../lib/apt-install.sh
+    source scripts/lib/apt-install.sh
+    apt_install Node.js nodejs npm
 fi
 
 echo "== installing ${PINS[*]} into $PREFIX"
