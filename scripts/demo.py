@@ -305,12 +305,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows,
                 logs,
             )
-        print(
-            "\nEvery request: the same ID at the client, in the view, in the app's log and at the "
-            "gateway."
-            if everything_ok
-            else "\nSome IDs did not match: see MISMATCH above."
-        )
+        if not everything_ok:
+            print("\nSome IDs did not match: see MISMATCH above.")
+        elif gateway is None:
+            print("\nEvery request: the same ID at the client, in the view and in the app's log.")
+            print("(The gateway's side is in its own logs: look for the X-AI-Request-Id values.)")
+        else:
+            print(
+                "\nEvery request: the same ID at the client, in the view, in the app's log and at"
+                " the gateway."
+            )
         if args.keep_running:
             keep_running(gateway)
     return 0 if everything_ok else 1
