@@ -30,12 +30,6 @@ VIEWS = ["/chat/", "/chat-async/", "/stream/", "/stream-async/"]
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[FakeGateway]:
-    with FakeGateway() as gw:
-        yield gw
-
-
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest, gateway: FakeGateway) -> Iterator[ServerProcess]:
     port = free_port()

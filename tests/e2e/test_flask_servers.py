@@ -32,12 +32,6 @@ GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[FakeGateway]:
-    with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture(scope="module")
 def servers(gateway: FakeGateway) -> Iterator[dict[str, ServerProcess]]:
     with ExitStack() as stack:
         started = {}
