@@ -35,10 +35,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from .context import (
     CorrelationContext,
     current_context,
-    is_valid_label,
-    is_valid_request_id,
     make_context,
     reset_context,
+    safe_context,
     set_context,
 )
 from .inbound import InboundPolicy
@@ -94,17 +93,15 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     context = current_context()
     if context is None or headers is None:
         return
+    safe = safe_context(context)
+    # An invalid bound request ID is not sent: the worker generates its own.
     fields = (
-        (REQUEST_ID_HEADER, context.request_id, is_valid_request_id(context.request_id)),
-        (TENANT_HEADER, context.tenant, context.tenant is None or is_valid_label(context.tenant)),
-        (TEAM_HEADER, context.team, context.team is None or is_valid_label(context.team)),
+        (REQUEST_ID_HEADER, safe.request_id if safe.request_id == context.request_id else None),
+        (TENANT_HEADER, safe.tenant),
+        (TEAM_HEADER, safe.team),
     )
-    for name, value, valid in fields:
-        if not valid:
-            logger.warning(
-                "aigw: the bound context has an invalid %s; not sent with the task", name
-            )
-        elif value is not None:
+    for name, value in fields:
+        if value is not None:
             # Headers the caller passed to apply_async win, as on gateway calls.
             headers.setdefault(name, value)
 

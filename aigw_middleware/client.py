@@ -59,6 +59,7 @@ __all__ = [
     "prefixed_model",
     "proxy_for",
     "register_client_source",
+    "timeout_for",
 ]
 
 #: Response headers where gateways put their own request ID, in the order they are looked up.
@@ -184,7 +185,7 @@ class _Call:
             "content": content,
             "params": params,
             "headers": headers,
-            "timeout": _timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            "timeout": timeout_for(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         }
         self._method = method
         self._url = url.lstrip("/") if not url.startswith(("http://", "https://")) else url
@@ -266,8 +267,11 @@ def gateway_request_id(response: httpx.Response) -> str | None:
     return None
 
 
-def _timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+def timeout_for(seconds: float, http: Any = httpx) -> httpx.Timeout:
+    """The timeout of one attempt: ``seconds`` to read, write and wait for a connection from the
+    pool, at most 5 s to connect. ``http`` is the httpx-compatible package to build it with."""
+    timeout: httpx.Timeout = http.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+    return timeout
 
 
 class _RejectAllCookies(DefaultCookiePolicy):
@@ -302,7 +306,7 @@ def _client_options(config: GatewayConfig) -> dict[str, Any]:
     return {
         "base_url": (config.base_url or "") + "/",
         "headers": headers,
-        "timeout": _timeout(config.timeout),
+        "timeout": timeout_for(config.timeout),
         "cookies": no_cookie_jar(),
         # Proxies are chosen here, so the environment cannot mount transports that bypass ours.
         "trust_env": False,

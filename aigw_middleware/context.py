@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ __all__ = [
     "make_context",
     "new_request_id",
     "reset_context",
+    "safe_context",
     "set_context",
     "wrap",
 ]
@@ -114,6 +116,30 @@ def make_context(
 
 _REQUEST_ID_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:;=@/+-]*"
 _LABEL_RULE = "1 to 64 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
+
+
+def safe_context(context: CorrelationContext) -> CorrelationContext:
+    """``context`` itself when its values are valid; else a copy with an invalid request ID
+    replaced by a fresh one and invalid tenant or team dropped (logged at WARNING).
+
+    For contexts made without validation (set directly with :func:`set_context`), before their
+    values leave the process.
+    """
+    request_id, tenant, team = context.request_id, context.tenant, context.team
+    if (
+        is_valid_request_id(request_id)
+        and (tenant is None or is_valid_label(tenant))
+        and (team is None or is_valid_label(team))
+    ):
+        return context
+    logging.getLogger("aigw_middleware").warning(
+        "aigw: the bound correlation context has invalid values; sending safe ones"
+    )
+    return CorrelationContext(
+        request_id if is_valid_request_id(request_id) else new_request_id(),
+        tenant if is_valid_label(tenant) else None,
+        team if is_valid_label(team) else None,
+    )
 
 
 @contextmanager

@@ -53,8 +53,6 @@ def log_attempt(
     level: int = logging.INFO,
 ) -> None:
     """One structured record for one outbound attempt. ``target`` is host and path only."""
-    if not logger.isEnabledFor(level):
-        return
     fields = fields_of(context)
     logger.log(
         level,

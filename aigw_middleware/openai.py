@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
     ) from exc
 
-from .client import CONNECT_TIMEOUT, current_config, no_cookie_jar, prefixed_model, proxy_for
+from .client import current_config, no_cookie_jar, prefixed_model, proxy_for, timeout_for
 from .config import GatewayConfig
 from .context import bind_context, current_context
 from .transport import AsyncCorrelationTransport, CorrelationTransport
@@ -38,7 +38,22 @@ __all__ = ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"]
 PLACEHOLDER_API_KEY = "aigw-placeholder"
 
 
-class OpenAI(openai.OpenAI):
+class _KeepsGatewayConfig:
+    """``copy`` (and ``with_options``) keep the gateway config, following a new base URL."""
+
+    gateway_config: GatewayConfig
+    base_url: Any
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
+        copied = super().copy(*args, **kwargs)  # type: ignore[misc]
+        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
+        return copied
+
+    with_options = copy
+
+
+class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
     """``openai.OpenAI`` configured for the gateway, with correlation headers on every call.
 
     ``OpenAI(config=None, **kwargs)``: ``kwargs`` are the SDK's own arguments and win over the
@@ -60,16 +75,8 @@ class OpenAI(openai.OpenAI):
     def _prepare_options(self, options: Any) -> Any:
         return super()._prepare_options(_with_model_prefix(self.gateway_config, options))
 
-    def copy(self, *args: Any, **kwargs: Any) -> Any:
-        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
-        copied = super().copy(*args, **kwargs)
-        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
-        return copied
 
-    with_options = copy
-
-
-class AsyncOpenAI(openai.AsyncOpenAI):
+class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
     """``openai.AsyncOpenAI`` configured for the gateway; see :class:`OpenAI`."""
 
     def __init__(self, *, config: GatewayConfig | None = None, **kwargs: Any) -> None:
@@ -84,14 +91,6 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     async def _prepare_options(self, options: Any) -> Any:
         return await super()._prepare_options(_with_model_prefix(self.gateway_config, options))
-
-    def copy(self, *args: Any, **kwargs: Any) -> Any:
-        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
-        copied = super().copy(*args, **kwargs)
-        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
-        return copied
-
-    with_options = copy
 
 
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:
@@ -120,9 +119,7 @@ def _sdk_arguments(
         arguments.setdefault("api_key", config.api_key or PLACEHOLDER_API_KEY)
     elif config.api_key is not None:
         arguments.setdefault("api_key", config.api_key)
-    arguments.setdefault(
-        "timeout", http.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout))
-    )
+    arguments.setdefault("timeout", timeout_for(config.timeout, http))
     arguments.setdefault("max_retries", config.max_retries)
     if config.extra_headers:
         arguments["default_headers"] = {

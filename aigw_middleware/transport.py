@@ -23,6 +23,7 @@ from .context import (
     is_valid_label,
     is_valid_request_id,
     new_request_id,
+    safe_context,
 )
 from .inbound import escape_for_log
 from .log import log_attempt, logger
@@ -134,26 +135,11 @@ class HeaderInjector:
 
 def _context_of(request: httpx.Request) -> CorrelationContext:
     found: Any = request.extensions.get(CONTEXT_EXTENSION)
-    if isinstance(found, CorrelationContext):
-        context = found
-    else:
-        context = current_context() or CorrelationContext(new_request_id())
-        request.extensions[CONTEXT_EXTENSION] = context
-    if not is_valid_request_id(context.request_id) or not all(
-        value is None or is_valid_label(value) for value in (context.tenant, context.team)
-    ):
-        context = _sanitised(context)
+    context = found if isinstance(found, CorrelationContext) else current_context()
+    context = safe_context(context or CorrelationContext(new_request_id()))
+    if context is not found:
         request.extensions[CONTEXT_EXTENSION] = context
     return context
-
-
-def _sanitised(context: CorrelationContext) -> CorrelationContext:
-    logger.warning("aigw: the bound correlation context has invalid values; sending safe ones")
-    return CorrelationContext(
-        context.request_id if is_valid_request_id(context.request_id) else new_request_id(),
-        context.tenant if is_valid_label(context.tenant) else None,
-        context.team if is_valid_label(context.team) else None,
-    )
 
 
 def _target_of(url: httpx.URL) -> str:

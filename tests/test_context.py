@@ -14,6 +14,7 @@ from aigw_middleware.context import (
     is_valid_request_id,
     new_request_id,
     reset_context,
+    safe_context,
     set_context,
     wrap,
 )
@@ -147,3 +148,11 @@ async def test_asyncio_tasks_keep_their_own_context() -> None:
 
     results = await asyncio.gather(*(one(i) for i in range(50)))
     assert results == [f"task-{i}" for i in range(50)]
+
+
+def test_safe_context_keeps_a_valid_context_and_mends_an_invalid_one() -> None:
+    valid = CorrelationContext("r1", "acme", "ml")
+    assert safe_context(valid) is valid
+    mended = safe_context(CorrelationContext("bad id", "acme", "bad team"))
+    assert (mended.tenant, mended.team) == ("acme", None)
+    assert is_valid_request_id(mended.request_id)
