@@ -32,12 +32,13 @@ class CorrelationFilter(logging.Filter):
 
     Attach it to a handler and use the fields in the format, e.g.
     ``"%(levelname)s [%(request_id)s %(tenant)s/%(team)s] %(name)s: %(message)s"``. Fields a
-    record already carries (set through ``extra=``) are kept.
+    record already carries (set through ``extra=``) are kept, each one on its own: a record
+    with only ``extra={"request_id": ...}`` still gets the bound tenant and team.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.__dict__.update(correlation_fields())
+        for key, value in correlation_fields().items():
+            record.__dict__.setdefault(key, value)
         return True
 
 

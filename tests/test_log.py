@@ -59,6 +59,38 @@ def test_filter_in_a_handler_format() -> None:
     assert stream.getvalue().splitlines() == ["[req-9 acme/ml] inside", "[- -/-] outside"]
 
 
+README_FORMAT = "%(levelname)s [%(request_id)s %(tenant)s/%(team)s] %(name)s: %(message)s"
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        ({"request_id": "from-extra"}, "WARNING [from-extra acme/-] app: hello"),
+        ({"tenant": "other"}, "WARNING [req-1 other/-] app: hello"),
+        ({"team": "ml"}, "WARNING [req-1 acme/ml] app: hello"),
+        ({"request_id": "r", "tenant": "t", "team": "x"}, "WARNING [r t/x] app: hello"),
+    ],
+)
+def test_each_field_a_record_lacks_gets_its_value_independently(
+    extra: dict[str, str], line: str
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(logging.Formatter(README_FORMAT))
+    app_log = logging.getLogger("app")
+    app_log.addHandler(handler)
+    app_log.propagate, propagate = False, app_log.propagate
+    try:
+        with bind_context(request_id="req-1", tenant="acme"):
+            app_log.warning("hello", extra=extra)
+    finally:
+        app_log.removeHandler(handler)
+        app_log.propagate = propagate
+
+    assert stream.getvalue() == line + "\n"
+
+
 class EverythingFormatter(logging.Formatter):
     """The message and every attribute of the record, so nothing hides in ``extra``."""
 
