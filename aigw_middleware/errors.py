@@ -29,7 +29,23 @@ BUDGET_MARKERS = frozenset({"budget_exceeded", "insufficient_quota"})
 _MESSAGE_MAX = 300
 
 
-class ConfigurationError(ValueError):
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An exception of ``cls`` with ``args``, made without running its ``__init__``."""
+    return cls.__new__(cls, *args)
+
+
+class _PicklableError(Exception):
+    """Pickles by attributes: the default re-runs ``__init__`` with the formatted message only.
+
+    Celery result backends and multiprocessing pickle exceptions; each one comes back with its
+    type, message and every attribute.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+class ConfigurationError(ValueError, _PicklableError):
     """A setting is invalid or missing. Names the setting's key and the bad value."""
 
     def __init__(self, key: str, value: object, reason: str) -> None:
@@ -45,7 +61,7 @@ def _shown(key: str, value: object) -> str:
     return repr(value)[:120]
 
 
-class GatewayError(Exception):
+class GatewayError(_PicklableError):
     """Base class of every failure of a call to the gateway."""
 
     def __init__(self, message: str, *, request_id: str | None = None, attempts: int = 1) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -15,8 +16,9 @@ from aigw_middleware import (
     PermissionDeniedError,
     RateLimitError,
     UpstreamError,
+    errors,
 )
-from aigw_middleware.errors import classify, parse_error_body
+from aigw_middleware.errors import ErrorBody, classify, parse_error_body
 
 
 def openai_body(message: str, type: str | None = None, code: str | None = None) -> bytes:
@@ -104,3 +106,69 @@ def test_rate_limit_error_reports_retry_after() -> None:
     error = RateLimitError(429, parse_error_body(b""), retry_after=120.0, request_id="r")
     assert error.retry_after == 120.0
     assert "retry_after=120s" in str(error)
+
+
+def _example(cls: type[Exception]) -> Exception:
+    """An instance of ``cls`` with every attribute set to a value other than its default."""
+    if issubclass(cls, errors.ConfigurationError):
+        return cls("AIGW_TIMEOUT", "abc", "must be a positive number of seconds")
+    if issubclass(cls, errors.GatewayStatusError):
+        body = parse_error_body(openai_body("slow down", "rate_limit", "r1"))
+        return cls(
+            429,
+            body,
+            request_id="req-1",
+            gateway_request_id="gw-1",
+            retry_after=2.5,
+            attempts=3,
+            note="gave up",
+        )
+    if issubclass(cls, errors.GatewayConnectionError):
+        return cls("connection refused", request_id="req-1", attempts=3, target="gw/v1/models")
+    assert issubclass(cls, errors.GatewayError), cls
+    return cls("failed", request_id="req-1", attempts=3)
+
+
+def _state(value: object) -> object:
+    """Everything an exception or error body holds, comparable with ``==``."""
+    if isinstance(value, ErrorBody):
+        return ("ErrorBody", {name: getattr(value, name) for name in ErrorBody.__slots__})
+    if isinstance(value, BaseException):
+        return (type(value), value.args, str(value), {k: _state(v) for k, v in vars(value).items()})
+    return value
+
+
+EXCEPTIONS = sorted(
+    (
+        item
+        for name, item in vars(errors).items()
+        if not name.startswith("_")
+        and isinstance(item, type)
+        and issubclass(item, Exception)
+        and item.__module__ == errors.__name__
+    ),
+    key=lambda cls: cls.__name__,
+)
+
+
+def test_every_public_exception_is_in_the_pickle_check() -> None:
+    public = {getattr(errors, name) for name in errors.__all__}
+    assert {cls for cls in public if isinstance(cls, type) and issubclass(cls, Exception)} <= set(
+        EXCEPTIONS
+    )
+    assert len(EXCEPTIONS) >= 12
+
+
+@pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_every_exception_round_trips_through_pickle_with_all_attributes(
+    cls: type[Exception], protocol: int
+) -> None:
+    error = _example(cls)
+
+    copy = pickle.loads(pickle.dumps(error, protocol=protocol))
+
+    assert type(copy) is cls
+    assert str(copy) == str(error)
+    assert _state(copy) == _state(error)
+    assert getattr(copy, "request_id", "req-1") == "req-1"
