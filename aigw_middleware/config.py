@@ -24,7 +24,8 @@ from .profiles import PROFILES
 
 __all__ = ["ENV_PREFIX", "ENV_VARS", "GatewayConfig", "TenantResolver"]
 
-TenantResolver = Callable[[Any], "tuple[str | None, str | None] | None"]
+#: ``(request) -> (tenant, team)``, a mapping with the keys ``tenant`` / ``team``, or None.
+TenantResolver = Callable[[Any], "tuple[str | None, str | None] | Mapping[str, str | None] | None"]
 
 ENV_PREFIX = "AIGW_"
 #: Fields that may come from the environment, by variable name.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,9 @@ logger = logging.getLogger("aigw_middleware")
 HeaderGetter = Callable[[str], "str | None"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The keys a tenant resolver's mapping may have.
+RESOLVER_KEYS = ("tenant", "team")
 
 
 def escape_for_log(value: str, limit: int = 64) -> str:
@@ -103,13 +106,16 @@ class InboundPolicy:
         except Exception:
             logger.exception("aigw: tenant resolver failed; continuing without tenant and team")
             return None, None
-        if result is None:
+        values = _resolver_values(result)
+        if values is None:
+            logger.error(
+                "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with the "
+                "keys %s, or None; continuing without tenant and team",
+                _described(result),
+                " and ".join(RESOLVER_KEYS),
+            )
             return None, None
-        try:
-            tenant, team = result
-        except (TypeError, ValueError):
-            logger.error("aigw: tenant resolver must return (tenant, team) or None")
-            return None, None
+        tenant, team = values
         return _label("tenant", tenant), _label("team", team)
 
     def context_for(
@@ -118,6 +124,46 @@ class InboundPolicy:
         """The whole context for one incoming request."""
         tenant, team = self.tenant_and_team(get_header, peer, request)
         return CorrelationContext(self.request_id(get_header), tenant, team)
+
+
+def _resolver_values(result: object) -> tuple[object, object] | None:
+    """Tenant and team from a resolver's result, or None when it is not a documented shape.
+
+    A pair (tuple or list of two) or a mapping with only the keys ``tenant`` and ``team``;
+    each value a string, an int or None. Anything else (a string, a set, another length, an
+    unknown key) would be unpacked into the wrong fields, so it is refused as a whole.
+    """
+    if result is None:
+        return None, None
+    if isinstance(result, Mapping):
+        if not set(result).issubset(RESOLVER_KEYS):
+            return None
+        values = (result.get("tenant"), result.get("team"))
+    elif isinstance(result, (tuple, list)) and len(result) == 2:
+        values = (result[0], result[1])
+    else:
+        return None
+    if not all(_is_label_type(value) for value in values):
+        return None
+    return values
+
+
+def _is_label_type(value: object) -> bool:
+    return value is None or isinstance(value, str) or type(value) is int
+
+
+def _described(result: object) -> str:
+    """What a refused resolver result was, without its values (they may be personal data)."""
+    kind = type(result).__name__
+    if isinstance(result, Mapping):
+        if not set(result).issubset(RESOLVER_KEYS):
+            return f"a {kind} with other keys"
+        return f"a {kind} with a value that is not a string"
+    if isinstance(result, (tuple, list)):
+        if len(result) != 2:
+            return f"a {kind} of {len(result)} items"
+        return f"a {kind} with a value that is not a string"
+    return f"a {kind}"
 
 
 def _label(name: str, value: object) -> str | None:

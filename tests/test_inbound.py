@@ -131,6 +131,62 @@ def test_resolver_values_are_validated_and_converted() -> None:
     assert p.tenant_and_team(getter({}), None, object()) == ("42", None)
 
 
+@pytest.mark.parametrize(
+    ("returned", "expected"),
+    [
+        (("acme", "ml"), ("acme", "ml")),
+        (["acme", "ml"], ("acme", "ml")),
+        (("acme", None), ("acme", None)),
+        ({"tenant": "acme", "team": "ml"}, ("acme", "ml")),
+        ({"tenant": "acme"}, ("acme", None)),
+        ({"team": "ml"}, (None, "ml")),
+        ({}, (None, None)),
+    ],
+)
+def test_resolver_may_return_a_pair_or_a_mapping_of_tenant_and_team(
+    returned: object, expected: tuple[str | None, str | None], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = policy(tenant_resolver=lambda request: returned)
+
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        assert p.tenant_and_team(getter({}), None, object()) == expected
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        pytest.param("ab", id="two-character string"),
+        pytest.param("acme", id="string"),
+        pytest.param({"acme", "ml"}, id="set"),
+        pytest.param(frozenset({"acme"}), id="frozenset"),
+        pytest.param(("acme",), id="one-tuple"),
+        pytest.param(("acme", "ml", "extra"), id="three-tuple"),
+        pytest.param({"tenant": "acme", "tenatn": "typo"}, id="mapping with an unknown key"),
+        pytest.param({"acme": "ml"}, id="mapping of tenant to team"),
+        pytest.param({"tenant": ["acme"]}, id="mapping with a list value"),
+        pytest.param(("acme", {"team": "ml"}), id="pair with a dict value"),
+        pytest.param((b"acme", "ml"), id="pair with bytes"),
+        pytest.param((True, "ml"), id="pair with a bool"),
+        pytest.param(iter(("acme", "ml")), id="iterator"),
+        pytest.param(42, id="int"),
+    ],
+)
+def test_any_other_resolver_result_is_a_logged_error_and_no_tenant_or_team(
+    returned: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = policy(tenant_resolver=lambda request: returned)
+
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        result = p.tenant_and_team(getter({}), None, object())
+
+    assert result == (None, None)
+    [error] = caplog.records
+    assert error.levelno == logging.ERROR
+    assert "tenant resolver returned" in error.getMessage()
+    assert "acme" not in error.getMessage()
+
+
 def test_context_for_builds_the_whole_context() -> None:
     p = policy(trust_tenant_headers_from=["127.0.0.0/8"])
     headers = getter({"X-AI-Request-Id": "r-1", "X-AI-Tenant": "acme"})
