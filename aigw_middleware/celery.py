@@ -6,12 +6,14 @@
   (``aigw_request_id``, ``aigw_tenant``, ``aigw_team``); with no context bound it adds nothing.
 - ``task_prerun`` binds the context the message carries in the worker, with a fresh request ID
   when it carries none. Invalid values are replaced (request ID) or dropped (tenant, team) and
-  logged, by the same rules as incoming HTTP requests.
+  logged, by the same rules as incoming HTTP requests; header values that are not strings are
+  dropped with one WARNING.
 - ``task_postrun`` resets it, so the next task on that worker process or thread starts clean;
   ``task_failure``, ``task_retry``, ``task_revoked`` and ``task_internal_error`` reset a binding
   that no ``task_postrun`` will.
-- Eager tasks (``task_always_eager``, ``Task.apply``) are never published: they run inline, in
-  the caller's context.
+- Eager tasks (``task_always_eager``, ``Task.apply``) are never published: ``task_prerun`` adds
+  what publishing would have added, so they get what a worker would give them: the caller's
+  context, under headers passed to ``apply_async`` / ``apply``, and one request ID across retries.
 
 Because a running task has its context bound, the tasks it enqueues carry the same request ID.
 """
@@ -35,7 +37,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from .context import (
     CorrelationContext,
     current_context,
-    make_context,
     reset_context,
     safe_context,
     set_context,
@@ -48,6 +49,7 @@ __all__ = ["REQUEST_ID_HEADER", "TEAM_HEADER", "TENANT_HEADER", "install"]
 REQUEST_ID_HEADER = "aigw_request_id"
 TENANT_HEADER = "aigw_tenant"
 TEAM_HEADER = "aigw_team"
+_HEADERS = (REQUEST_ID_HEADER, TENANT_HEADER, TEAM_HEADER)
 
 logger = logging.getLogger("aigw_middleware")
 
@@ -90,8 +92,14 @@ def install(app: Celery) -> None:
 
 
 def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    context = current_context()
-    if context is None or headers is None:
+    if headers is not None:
+        _add_context_headers(headers, current_context())
+
+
+def _add_context_headers(headers: dict[str, Any], context: CorrelationContext | None) -> None:
+    """What publishing adds to a message: ``context``'s valid values, under headers the caller
+    passed to ``apply_async``, which win as on gateway calls."""
+    if context is None:
         return
     safe = safe_context(context)
     # An invalid bound request ID is not sent: the worker generates its own.
@@ -102,7 +110,6 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     )
     for name, value in fields:
         if value is not None:
-            # Headers the caller passed to apply_async win, as on gateway calls.
             headers.setdefault(name, value)
 
 
@@ -114,25 +121,42 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None or not _is_ours(task):
         return
     request = task.request
-    if getattr(request, "is_eager", False):
-        # Eager tasks run inline and were never published: the caller's context is theirs.
-        context = current_context() or make_context()
-    else:
-        headers = _message_headers(request)
-        context = _POLICY.context_for(headers.get, None, headers)
+    headers = _message_headers(request)
+    eager = getattr(request, "is_eager", False)
+    if eager:
+        # An eager task is never published: add here what publishing would have added, so it
+        # gets the context a worker would give it (headers passed to apply win over the caller's).
+        _add_context_headers(headers, current_context())
+    context = _POLICY.context_for(headers.get, None, headers)
+    if eager:
+        # A worker's retry is published from inside the run and so carries the bound context;
+        # an eager retry takes its headers from the request instead.
+        kept = {k: v for k, v in (request.headers or {}).items() if k not in _HEADERS}
+        _add_context_headers(kept, context)
+        request.headers = kept
     _tokens[(task_id, threading.get_ident())] = set_context(context)
 
 
-def _message_headers(request: Any) -> dict[str, Any]:
-    """Our headers of the running task: Celery puts message headers on ``task.request``."""
+def _message_headers(request: Any) -> dict[str, str]:
+    """Our headers of the running task (Celery puts message headers on ``task.request``).
+
+    Values that are not strings are dropped, with one WARNING naming the headers.
+    """
     custom = request.headers if isinstance(request.headers, dict) else {}
-    found = {}
-    for name in (REQUEST_ID_HEADER, TENANT_HEADER, TEAM_HEADER):
+    found: dict[str, str] = {}
+    dropped: list[str] = []
+    for name in _HEADERS:
         value = getattr(request, name, None)
         if value is None:
             value = custom.get(name)
-        if value is not None:
+        if isinstance(value, str):
             found[name] = value
+        elif value is not None:
+            dropped.append(f"{name} ({type(value).__name__})")
+    if dropped:
+        logger.warning(
+            "aigw: ignored task message headers that are not strings: %s", ", ".join(dropped)
+        )
     return found
 
 

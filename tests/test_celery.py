@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,6 +271,43 @@ def test_invalid_values_in_the_message_are_replaced_or_dropped_and_logged(
     assert any(warning in r.getMessage() for r in caplog.records)
 
 
+GARBAGE = [
+    pytest.param({REQUEST_ID_HEADER: 12345}, id="int request ID"),
+    pytest.param({REQUEST_ID_HEADER: {"id": REQUEST_ID}}, id="dict request ID"),
+    pytest.param({REQUEST_ID_HEADER: [REQUEST_ID]}, id="list request ID"),
+    pytest.param({TENANT_HEADER: 7, TEAM_HEADER: ["ml"]}, id="int tenant and list team"),
+    pytest.param(
+        {REQUEST_ID_HEADER: None, TENANT_HEADER: {"name": "acme"}, TEAM_HEADER: True},
+        id="dict tenant and bool team",
+    ),
+]
+
+
+def aigw_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "aigw_middleware" and r.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("headers", GARBAGE)
+def test_headers_that_are_not_strings_are_dropped_with_one_warning_and_the_task_runs_bound(
+    caplog: pytest.LogCaptureFixture,
+    fake_gateway: FakeGateway,
+    shared_config: GatewayConfig,
+    headers: dict[str, Any],
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        inside = ask.apply_async(headers=headers).get(timeout=TIMEOUT, interval=POLL)
+
+    assert received(fake_gateway) == (inside["request_id"], None, None)
+    assert re.fullmatch(r"[0-9a-f]{32}", inside["request_id"])
+    [warning] = aigw_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    assert "not strings" in warning.getMessage()
+    assert "acme" not in warning.getMessage()
+
+
 # --- eager mode ---------------------------------------------------------------------------
 
 
@@ -301,6 +339,51 @@ def test_eager_task_without_a_caller_context_uses_one_request_id_for_its_calls(
     assert request_id is not None
     assert tenant is None
     assert received(fake_gateway, 1) == (request_id, None, None)
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("headers", GARBAGE)
+def test_eager_task_drops_headers_that_are_not_strings_like_a_worker(
+    caplog: pytest.LogCaptureFixture,
+    fake_gateway: FakeGateway,
+    shared_config: GatewayConfig,
+    headers: dict[str, Any],
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        inside = ask.apply_async(headers=headers).get()
+
+    assert received(fake_gateway) == (inside["request_id"], None, None)
+    assert re.fullmatch(r"[0-9a-f]{32}", inside["request_id"])
+    assert len(aigw_warnings(caplog)) == 1
+
+
+@pytest.mark.usefixtures("eager")
+def test_eager_task_uses_headers_passed_to_apply_async_like_a_worker(
+    fake_gateway: FakeGateway, shared_config: GatewayConfig
+) -> None:
+    with bind_context(request_id=REQUEST_ID, tenant="acme"):
+        inside = ask.apply_async(headers={TENANT_HEADER: "explicit"}).get()
+
+    assert inside == {"request_id": REQUEST_ID, "tenant": "explicit", "team": None}
+    assert received(fake_gateway) == (REQUEST_ID, "explicit", None)
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("caller", [None, REQUEST_ID], ids=["no caller context", "caller context"])
+def test_eager_retried_task_keeps_one_request_id_on_every_run_like_a_worker(
+    fake_gateway: FakeGateway, shared_config: GatewayConfig, caller: str | None
+) -> None:
+    if caller is None:
+        result = retry_once.delay().get()
+    else:
+        with bind_context(request_id=caller, tenant="acme"):
+            result = retry_once.delay().get()
+
+    assert len(fake_gateway.requests) == 2
+    assert received(fake_gateway, 0) == received(fake_gateway, 1)
+    assert received(fake_gateway, 1)[0] == result["request_id"]
+    if caller is not None:
+        assert received(fake_gateway, 1) == (REQUEST_ID, "acme", None)
 
 
 # --- installing ---------------------------------------------------------------------------
