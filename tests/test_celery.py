@@ -289,25 +289,6 @@ def aigw_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     ]
 
 
-@pytest.mark.usefixtures("worker")
-@pytest.mark.parametrize("headers", GARBAGE)
-def test_headers_that_are_not_strings_are_dropped_with_one_warning_and_the_task_runs_bound(
-    caplog: pytest.LogCaptureFixture,
-    fake_gateway: FakeGateway,
-    shared_config: GatewayConfig,
-    headers: dict[str, Any],
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
-        inside = ask.apply_async(headers=headers).get(timeout=TIMEOUT, interval=POLL)
-
-    assert received(fake_gateway) == (inside["request_id"], None, None)
-    assert re.fullmatch(r"[0-9a-f]{32}", inside["request_id"])
-    [warning] = aigw_warnings(caplog)
-    assert warning.levelno == logging.WARNING
-    assert "not strings" in warning.getMessage()
-    assert "acme" not in warning.getMessage()
-
-
 # --- eager mode ---------------------------------------------------------------------------
 
 
@@ -341,20 +322,30 @@ def test_eager_task_without_a_caller_context_uses_one_request_id_for_its_calls(
     assert received(fake_gateway, 1) == (request_id, None, None)
 
 
-@pytest.mark.usefixtures("eager")
+@pytest.fixture(params=["worker", "eager"])
+def run_mode(request: pytest.FixtureRequest) -> str:
+    """Runs the test once with a worker and once with eager tasks: both must behave the same."""
+    request.getfixturevalue(request.param)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("headers", GARBAGE)
-def test_eager_task_drops_headers_that_are_not_strings_like_a_worker(
+def test_headers_that_are_not_strings_are_dropped_with_one_warning_and_the_task_runs_bound(
     caplog: pytest.LogCaptureFixture,
     fake_gateway: FakeGateway,
     shared_config: GatewayConfig,
+    run_mode: str,
     headers: dict[str, Any],
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
-        inside = ask.apply_async(headers=headers).get()
+        inside = ask.apply_async(headers=headers).get(timeout=TIMEOUT, interval=POLL)
 
     assert received(fake_gateway) == (inside["request_id"], None, None)
     assert re.fullmatch(r"[0-9a-f]{32}", inside["request_id"])
-    assert len(aigw_warnings(caplog)) == 1
+    [warning] = aigw_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    assert "not strings" in warning.getMessage()
+    assert "acme" not in warning.getMessage()
 
 
 @pytest.mark.usefixtures("eager")
