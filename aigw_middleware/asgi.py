@@ -13,14 +13,13 @@ call of the wrapped application, streamed bodies and background tasks included.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .client import SharedClients, register_client_source
+from ._shared import SharedClients, activate, deactivate
 from .config import GatewayConfig
 from .context import reset_context, set_context
-from .inbound import InboundPolicy, joined
+from .inbound import InboundPolicy
 
 __all__ = ["AIGatewayMiddleware"]
 
@@ -33,13 +32,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CORRELATED_SCOPES = frozenset({"http", "websocket"})
 # The messages that carry response headers: an HTTP response, a websocket handshake's 101.
 _RESPONSE_STARTS = frozenset({"http.response.start", "websocket.accept"})
-
-# The shared clients of the middleware serving the current request, when it was given its own
-# config; get_client() / get_async_client() then use that config inside its requests.
-_request_clients: contextvars.ContextVar[SharedClients | None] = contextvars.ContextVar(
-    "aigw_asgi_clients", default=None
-)
-register_client_source(_request_clients.get)
 
 
 class AIGatewayMiddleware:
@@ -86,12 +78,13 @@ class AIGatewayMiddleware:
         if self.config.echo_request_id:
             send = self._echoing(send, context.request_id.encode("latin-1"))
         token = set_context(context)
-        clients_token = None if self._clients is None else _request_clients.set(self._clients)
+        # With its own config, get_client() / get_async_client() use it inside its requests.
+        clients_token = None if self._clients is None else activate(self._clients)
         try:
             await self.app(scope, receive, send)
         finally:
             if clients_token is not None:
-                _request_clients.reset(clients_token)
+                deactivate(clients_token)
             reset_context(token)
 
     def close(self) -> None:
@@ -116,10 +109,16 @@ class AIGatewayMiddleware:
 
 
 def _headers_of(scope: Scope) -> dict[str, str | None]:
-    """Request headers by lower-case name, repeated ones joined as ``inbound.joined`` does."""
+    """Request headers by lower-case name, repeated ones joined as :func:`_joined` does."""
     grouped: dict[str, list[str]] = {}
     for key, value in scope.get("headers") or ():
         grouped.setdefault(bytes(key).decode("latin-1").lower(), []).append(
             bytes(value).decode("latin-1")
         )
-    return {name: joined(values) for name, values in grouped.items()}
+    return {name: _joined(values) for name, values in grouped.items()}
+
+
+def _joined(values: Iterable[str]) -> str | None:
+    """Repeated header values as one string, the way Django and the ASGI spec combine them."""
+    items = list(values)
+    return ", ".join(items) if items else None

@@ -97,6 +97,12 @@ class GatewayConfig:
                 shown.append(f"{f.name}={value!r}")
         return f"GatewayConfig({', '.join(shown)})"
 
+    def prefixed_model(self, model: str) -> str:
+        """``model`` with ``model_prefix`` in front, unless it already names a provider."""
+        if self.model_prefix and "/" not in model:
+            return f"{self.model_prefix}/{model}"
+        return model
+
     def replace(self, **changes: Any) -> GatewayConfig:
         """A copy with ``changes`` applied and validated."""
         _check_names(changes)

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 try:
-    from flask import Flask, current_app, has_app_context, request
+    from flask import Flask, appcontext_pushed, current_app, g, request
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "aigw_middleware.flask needs Flask: pip install 'aigw-middleware[flask]'"
     ) from exc
 from werkzeug.datastructures import EnvironHeaders
 
-from .client import AsyncGatewayClient, GatewayClient, SharedClients, register_client_source
+from ._shared import SharedClients, activate, deactivate
+from .client import AsyncGatewayClient, GatewayClient
 from .config import GatewayConfig, TenantResolver
 from .context import CorrelationContext, reset_context, set_context
 from .inbound import InboundPolicy
@@ -39,9 +39,8 @@ EXTENSION_KEY = "aigw"
 #: The request's context in the WSGI environ: set by the middleware, refined by the resolver.
 ENVIRON_KEY = "aigw.context"
 CONFIG_PREFIX = "AIGW_"
-
-# The app's shared clients while a streamed body runs outside Flask's app context.
-_body_clients: ContextVar[SharedClients | None] = ContextVar("aigw_flask_clients", default=None)
+# Where an app context keeps the tokens of its activation of the app's shared clients.
+_TOKENS_ATTRIBUTE = "_aigw_clients_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,9 @@ class AIGateway:
         app.wsgi_app = _CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         if state.policy.resolver is not None:
             app.before_request_funcs.setdefault(None, []).insert(0, _resolve_tenant)
-        register_client_source(_current_app_clients)
+        # get_client() / get_async_client() use the app's clients inside its app contexts.
+        appcontext_pushed.connect(_activate_app_clients)
+        app.teardown_appcontext(_deactivate_app_clients)
 
     @property
     def client(self) -> GatewayClient:
@@ -185,13 +186,13 @@ class _BoundBody:
 
     def __next__(self) -> bytes:
         token = set_context(self._context)
-        clients_token = _body_clients.set(self._clients)
+        clients_token = activate(self._clients)
         try:
             if self._iterator is None:
                 self._iterator = iter(self._body)
             return next(self._iterator)
         finally:
-            _body_clients.reset(clients_token)
+            deactivate(clients_token)
             reset_context(token)
 
     def close(self) -> None:
@@ -200,11 +201,11 @@ class _BoundBody:
         if close is None:
             return
         token = set_context(self._context)
-        clients_token = _body_clients.set(self._clients)
+        clients_token = activate(self._clients)
         try:
             close()
         finally:
-            _body_clients.reset(clients_token)
+            deactivate(clients_token)
             reset_context(token)
 
 
@@ -233,11 +234,19 @@ def _resolve_tenant() -> None:
     set_context(context)
 
 
-def _current_app_clients() -> SharedClients | None:
-    if not has_app_context():
-        return _body_clients.get()
-    state = current_app.extensions.get(EXTENSION_KEY)
-    return state.clients if isinstance(state, AIGatewayState) else None
+def _activate_app_clients(app: Flask, **_: Any) -> None:
+    """On every push of an app context (a request's included): the app's clients are active."""
+    state = app.extensions.get(EXTENSION_KEY)
+    if isinstance(state, AIGatewayState):
+        tokens = g.__dict__.setdefault(_TOKENS_ATTRIBUTE, [])
+        tokens.append(activate(state.clients))
+
+
+def _deactivate_app_clients(exc: BaseException | None) -> None:
+    """At the teardown of the app context, in the frame that pushed it: undo the activations."""
+    tokens = g.__dict__.pop(_TOKENS_ATTRIBUTE, [])
+    for token in reversed(tokens):
+        deactivate(token)
 
 
 def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .config import GatewayConfig, TenantResolver
 from .context import CorrelationContext, is_valid_label, is_valid_request_id, new_request_id
+from .log import escape_for_log
 
-__all__ = ["HeaderGetter", "InboundPolicy", "escape_for_log", "joined"]
+__all__ = ["HeaderGetter", "InboundPolicy"]
 
 logger = logging.getLogger("aigw_middleware")
 
@@ -26,11 +27,6 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The keys a tenant resolver's mapping may have.
 RESOLVER_KEYS = ("tenant", "team")
-
-
-def escape_for_log(value: str, limit: int = 64) -> str:
-    """An untrusted value made safe for one log line: cut to ``limit`` characters, escaped."""
-    return repr(value[:limit])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +171,3 @@ def _label(name: str, value: object) -> str | None:
         return value
     logger.warning("aigw: dropped invalid %s value %s", name, escape_for_log(value))
     return None
-
-
-def joined(values: Iterable[str]) -> str | None:
-    """Repeated header values as one string, the way Django and the ASGI spec combine them."""
-    items = list(values)
-    return ", ".join(items) if items else None

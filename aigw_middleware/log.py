@@ -16,6 +16,7 @@ from .context import CorrelationContext, current_context
 __all__ = [
     "CorrelationFilter",
     "correlation_fields",
+    "escape_for_log",
     "fields_of",
     "log_attempt",
     "logger",
@@ -92,6 +93,11 @@ def structlog_processor(
     for key, value in correlation_fields().items():
         event_dict.setdefault(key, value)
     return event_dict
+
+
+def escape_for_log(value: str, limit: int = 64) -> str:
+    """An untrusted value made safe for one log line: cut to ``limit`` characters, escaped."""
+    return repr(value[:limit])
 
 
 def correlation_fields() -> dict[str, str]:

@@ -26,7 +26,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
     ) from exc
 
-from .client import current_config, no_cookie_jar, prefixed_model, proxy_for, timeout_for
+from ._httpx import no_cookie_jar, proxy_for, timeout_for
+from ._shared import current_config
 from .config import GatewayConfig
 from .context import bind_context, current_context
 from .transport import AsyncCorrelationTransport, CorrelationTransport
@@ -153,5 +154,5 @@ def _with_model_prefix(config: GatewayConfig, options: Any) -> Any:
     body = options.json_data
     if config.model_prefix and isinstance(body, dict) and isinstance(body.get("model"), str):
         # options is the SDK's per-attempt copy; the caller's body dict stays untouched.
-        options.json_data = {**body, "model": prefixed_model(config, body["model"])}
+        options.json_data = {**body, "model": config.prefixed_model(body["model"])}
     return options

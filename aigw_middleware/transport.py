@@ -25,8 +25,7 @@ from .context import (
     new_request_id,
     safe_context,
 )
-from .inbound import escape_for_log
-from .log import log_attempt, logger
+from .log import escape_for_log, log_attempt, logger
 from .profiles import CorrelationNames, get_profile
 
 __all__ = [

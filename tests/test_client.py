@@ -26,6 +26,7 @@ from aigw_middleware import (
     get_client,
 )
 from aigw_middleware import client as client_module
+from aigw_middleware._httpx import proxy_for
 from aigw_middleware.testing import FakeGateway
 
 HI = [{"role": "user", "content": "hi there"}]
@@ -389,10 +390,10 @@ def test_proxy_settings_choose_the_transport(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "")
     base = {"base_url": "http://gateway.test/ai"}
-    assert client_module.proxy_for(GatewayConfig(**base)) == "http://127.0.0.1:3128"
-    assert client_module.proxy_for(GatewayConfig(**base, disable_proxy=True)) is None
+    assert proxy_for(GatewayConfig(**base)) == "http://127.0.0.1:3128"
+    assert proxy_for(GatewayConfig(**base, disable_proxy=True)) is None
     explicit = GatewayConfig(**base, proxy="http://127.0.0.1:8888", disable_proxy=True)
-    assert client_module.proxy_for(explicit) == "http://127.0.0.1:8888"
+    assert proxy_for(explicit) == "http://127.0.0.1:8888"
 
 
 def test_the_client_never_mounts_environment_proxies_around_its_transport(

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from aigw_middleware.asgi import _joined as joined
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.context import CorrelationContext
-from aigw_middleware.inbound import InboundPolicy, joined
+from aigw_middleware.inbound import InboundPolicy
 
 
 def getter(headers: dict[str, str]) -> Any:

@@ -8,7 +8,7 @@ from django.apps import AppConfig
 from django.core import checks
 from django.core.signals import setting_changed
 
-from .. import client
+from .. import _shared
 from .checks import check_settings
 from .conf import SETTING, conf
 
@@ -25,11 +25,11 @@ class AIGatewayAppConfig(AppConfig):
     def ready(self) -> None:
         checks.register(check_settings)
         # A factory, so an invalid setting is reported by `manage.py check` rather than here.
-        client.configure(lambda: conf.config)
+        _shared.configure(lambda: conf.config)
         setting_changed.connect(_on_setting_changed, dispatch_uid="aigw_middleware.django")
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING:
         conf.reload()
-        client.configure(lambda: conf.config)
+        _shared.configure(lambda: conf.config)

@@ -1,0 +1,123 @@
+"""The typed results of gateway calls, and reading them from a response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from .context import CorrelationContext
+from .errors import GatewayStatusError, parse_error_body
+
+#: Response headers where gateways put their own request ID, in the order they are looked up.
+GATEWAY_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "helicone-id",
+    "x-litellm-call-id",
+    "x-portkey-request-id",
+    "request-id",
+)
+
+_R = TypeVar("_R", bound="_Result")
+
+
+def gateway_request_id(response: httpx.Response) -> str | None:
+    """The gateway's own request ID from a response, if it sent one."""
+    for name in GATEWAY_REQUEST_ID_HEADERS:
+        value = response.headers.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a successful response; a list is wrapped as ``{"data": [...]}``."""
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise GatewayStatusError(
+            response.status_code,
+            parse_error_body(b"", "the gateway's answer is not JSON"),
+            gateway_request_id=gateway_request_id(response),
+        ) from exc
+    return data if isinstance(data, dict) else {"data": data}
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    raw: dict[str, Any]
+    request_id: str
+    gateway_request_id: str | None
+
+    @classmethod
+    def of(cls: type[_R], response: httpx.Response, context: CorrelationContext) -> _R:
+        """The result that ``response`` carries, for the call made with ``context``."""
+        return cls(json_body(response), context.request_id, gateway_request_id(response))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletion(_Result):
+    """A chat completion: ``content`` of the first choice, ``model``, ``usage`` and ``raw``."""
+
+    @property
+    def content(self) -> str:
+        choices = self.raw.get("choices") or [{}]
+        return (choices[0].get("message") or {}).get("content") or ""
+
+    @property
+    def model(self) -> str | None:
+        return self.raw.get("model")
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self.raw.get("usage")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionChunk:
+    """One streamed chunk: ``delta`` is the first choice's new text ("" when none)."""
+
+    raw: dict[str, Any]
+
+    @property
+    def delta(self) -> str:
+        choices = self.raw.get("choices") or [{}]
+        return (choices[0].get("delta") or {}).get("content") or ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        choices = self.raw.get("choices") or [{}]
+        reason = choices[0].get("finish_reason")
+        return None if reason is None else str(reason)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self.raw.get("usage")
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings(_Result):
+    """Embeddings: ``vectors`` in input order, ``model``, ``usage`` and ``raw``."""
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        items = sorted(self.raw.get("data") or [], key=lambda item: item.get("index", 0))
+        return [item.get("embedding") or [] for item in items]
+
+    @property
+    def model(self) -> str | None:
+        return self.raw.get("model")
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self.raw.get("usage")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelList(_Result):
+    """The gateway's models: ``ids`` and ``raw``."""
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.get("id", "") for item in self.raw.get("data") or []]

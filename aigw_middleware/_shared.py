@@ -1,0 +1,170 @@
+"""The shared clients: which ones are active here, and one set of them per config.
+
+One ContextVar says which :class:`SharedClients` serve ``get_client()`` here and now; each
+framework adapter sets it, and resets it with its token, around the code it runs for its app
+(the ASGI middleware around a request, Flask around an app context and a streamed body). Where
+it is unset the process default serves: the environment's config, or the one given to
+:func:`configure` (the Django app does that with ``settings.AIGW``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING
+
+from . import client as _client
+from .config import GatewayConfig
+
+if TYPE_CHECKING:
+    from .client import AsyncGatewayClient, GatewayClient
+
+#: The attribute of an event loop that keeps its async clients, so that they live exactly as
+#: long as the loop: a weak map cannot, since each client's pool and closer refer to the loop.
+_LOOP_ATTRIBUTE = "_aigw_shared_clients"
+
+
+class SharedClients:
+    """One sync client per process and one async client per running event loop, for a config.
+
+    Async clients belong to their loop (held by the loop itself, or, for loops that take no
+    attributes, in a map that drops closed loops), so a client is never used on a loop other
+    than its own and never keeps a dead loop alive; each is closed when its loop shuts down its
+    async generators (``asyncio.run`` and ``asgiref.async_to_sync`` both do).
+    """
+
+    def __init__(self, config: GatewayConfig | Callable[[], GatewayConfig]) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._sync: GatewayClient | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The config, loaded on first use when given as a factory."""
+        if callable(self._config):
+            with self._lock:
+                if callable(self._config):
+                    self._config = self._config()
+        return self._config
+
+    def client(self) -> GatewayClient:
+        """The shared sync client."""
+        client = self._sync
+        if client is None:
+            config = self.config
+            with self._lock:
+                if self._sync is None:
+                    self._sync = _client.GatewayClient(config)
+                client = self._sync
+        return client
+
+    def async_client(self) -> AsyncGatewayClient:
+        """The async client of the running event loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "get_async_client() needs a running event loop; call it from async code"
+            ) from None
+        clients = _clients_of(loop)
+        entry = clients.get(self)
+        if entry is not None and not entry[0].is_closed:
+            return entry[0]
+        client = _client.AsyncGatewayClient(self.config)
+        closer = _closer(client, weakref.ref(clients), weakref.ref(self))
+        # Starting the generator registers it with the loop, whose shutdown_asyncgens() then
+        # closes the client on the loop that owns its connections. It stops at its first
+        # ``yield`` at once, so it is stepped here rather than in a task.
+        with contextlib.suppress(StopIteration):
+            closer.__anext__().send(None)
+        clients[self] = (client, closer)
+        return client
+
+    def close(self) -> None:
+        """Close the sync client; async clients close with their loops."""
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+
+_Clients = weakref.WeakKeyDictionary[
+    SharedClients, "tuple[AsyncGatewayClient, AsyncGenerator[None, None]]"
+]
+# For loops without instance attributes (uvloop's): closed loops are dropped at each lookup.
+_unattributed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clients] = (
+    weakref.WeakKeyDictionary()
+)
+_unattributed_lock = threading.Lock()
+
+
+def _clients_of(loop: asyncio.AbstractEventLoop) -> _Clients:
+    clients: _Clients | None = getattr(loop, _LOOP_ATTRIBUTE, None)
+    if clients is not None:
+        return clients
+    clients = weakref.WeakKeyDictionary()
+    try:
+        setattr(loop, _LOOP_ATTRIBUTE, clients)
+    except AttributeError:
+        with _unattributed_lock:
+            for closed in [known for known in _unattributed if known.is_closed()]:
+                del _unattributed[closed]
+            clients = _unattributed.setdefault(loop, clients)
+    return clients
+
+
+async def _closer(
+    client: AsyncGatewayClient,
+    clients: weakref.ref[_Clients],
+    shared: weakref.ref[SharedClients],
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        owner, held = shared(), clients()
+        if owner is not None and held is not None and held.get(owner, (None,))[0] is client:
+            del held[owner]
+        await client.aclose()
+
+
+_default = SharedClients(GatewayConfig.from_env)
+_default_lock = threading.Lock()
+_active: contextvars.ContextVar[SharedClients | None] = contextvars.ContextVar(
+    "aigw_shared_clients", default=None
+)
+
+
+def active() -> SharedClients:
+    """The shared clients that serve ``get_client()`` here: the adapter's, else the default."""
+    return _active.get() or _default
+
+
+def activate(clients: SharedClients) -> contextvars.Token[SharedClients | None]:
+    """Make ``clients`` serve ``get_client()``; pass the token to :func:`deactivate`."""
+    return _active.set(clients)
+
+
+def deactivate(token: contextvars.Token[SharedClients | None]) -> None:
+    """Undo the matching :func:`activate`."""
+    _active.reset(token)
+
+
+def configure(config: GatewayConfig | Callable[[], GatewayConfig] | None) -> None:
+    """Set the process-wide config behind :func:`~aigw_middleware.get_client` (None: back to the
+    environment), for code that runs outside any framework adapter's app.
+
+    The previous shared sync client is closed.
+    """
+    global _default
+    with _default_lock:
+        old, _default = _default, SharedClients(config or GatewayConfig.from_env)
+    old.close()
+
+
+def current_config() -> GatewayConfig:
+    """The config ``get_client()`` would use here and now."""
+    return active().config

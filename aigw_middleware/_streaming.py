@@ -1,0 +1,154 @@
+"""Streamed chat completions: one SSE decoder, and the sync and async streams built on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+
+import httpx
+
+from ._attempts import connection_error
+from ._results import ChatCompletionChunk, gateway_request_id
+from .context import CorrelationContext
+from .errors import classify, parse_error_body
+
+_DONE = "[DONE]"
+
+
+class SSEDecoder:
+    """Server-sent events from lines: :meth:`feed` returns an event's data once it is complete.
+
+    Only ``data:`` fields count (comments, ``event``, ``id`` and ``retry`` are skipped); the
+    data ``[DONE]`` ends the stream. No I/O: the streams feed it lines.
+    """
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self.done = False
+
+    def feed(self, line: str) -> str | None:
+        """The data of the event that ``line`` completes, or None."""
+        if line.startswith("data:"):
+            self._data.append(line[5:].lstrip(" "))
+            return None
+        if line or not self._data:
+            return None  # comments, event/id/retry fields, blank keep-alives
+        data = "\n".join(self._data)
+        self._data = []
+        if data.strip() == _DONE:
+            self.done = True
+            return None
+        return data
+
+    def finish(self) -> str | None:
+        """The data of an event the stream ended without a blank line after, if any."""
+        return self.feed("") if self._data else None
+
+
+def iter_events(lines: Iterable[str]) -> Iterator[str]:
+    """The data of each event in ``lines``, until ``[DONE]`` or the end."""
+    decoder = SSEDecoder()
+    for line in lines:
+        data = decoder.feed(line)
+        if data is not None:
+            yield data
+        if decoder.done:
+            return
+    last = decoder.finish()
+    if last is not None:
+        yield last
+
+
+async def aiter_events(lines: AsyncIterable[str]) -> AsyncIterator[str]:
+    """The async :func:`iter_events`."""
+    decoder = SSEDecoder()
+    async for line in lines:
+        data = decoder.feed(line)
+        if data is not None:
+            yield data
+        if decoder.done:
+            return
+    last = decoder.finish()
+    if last is not None:
+        yield last
+
+
+class _Stream:
+    def __init__(self, response: httpx.Response, context: CorrelationContext) -> None:
+        self.response = response
+        self.request_id = context.request_id
+        self.gateway_request_id = gateway_request_id(response)
+        self._context = context
+
+    def _chunk(self, data: str) -> ChatCompletionChunk | None:
+        """The chunk in one event's data; an error event raises as the error it reports."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        if "error" in event:
+            body = parse_error_body(data.encode())
+            raise classify(self.response.status_code, body)(
+                self.response.status_code,
+                body,
+                request_id=self.request_id,
+                gateway_request_id=self.gateway_request_id,
+                note="(in stream)",
+            )
+        return ChatCompletionChunk(event)
+
+    def _failed(self, exc: httpx.TransportError) -> Exception:
+        return connection_error(exc, self._context, 1)
+
+
+class ChatStream(_Stream):
+    """A streamed chat completion: iterate for :class:`ChatCompletionChunk`; closes at the end.
+
+    Use it as a context manager (or call :meth:`close`) when you may stop early.
+    """
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        try:
+            for data in iter_events(self.response.iter_lines()):
+                chunk = self._chunk(data)
+                if chunk is not None:
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise self._failed(exc) from exc
+        finally:
+            self.response.close()
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncChatStream(_Stream):
+    """The async :class:`ChatStream`: ``async for chunk in stream``."""
+
+    async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            async for data in aiter_events(self.response.aiter_lines()):
+                chunk = self._chunk(data)
+                if chunk is not None:
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise self._failed(exc) from exc
+        finally:
+            await self.response.aclose()
+
+    async def close(self) -> None:
+        await self.response.aclose()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
