@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -356,6 +358,23 @@ def test_two_consecutive_asyncio_runs_both_work(
     assert clients[0] is not clients[1]
     assert all(client.is_closed for client in clients)
     assert [r.headers["x-ai-request-id"] for r in fake_gateway.requests] == ["run-1", "run-2"]
+
+
+def test_a_loop_closed_without_shutting_down_is_freed_with_its_client(
+    shared_config: GatewayConfig,
+) -> None:
+    loop = asyncio.new_event_loop()
+
+    async def take_client() -> AsyncGatewayClient:
+        return get_async_client()
+
+    client = weakref.ref(loop.run_until_complete(take_client()))
+    loop.close()  # no shutdown_asyncgens(): nothing ever closes the client
+    freed = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert freed() is None
+    assert client() is None
 
 
 async def test_the_async_client_is_shared_within_a_loop(shared_config: GatewayConfig) -> None:
