@@ -1,4 +1,4 @@
-"""The correlation context: one ContextVar holding the request ID, tenant and team.
+"""The correlation context: one ContextVar holding the request ID, tenant, team, user and session.
 
 Adapters bind a :class:`CorrelationContext` once per incoming request and reset it with its
 token in the same frame; the outbound transport reads it. Scripts, tasks and tests use
@@ -25,6 +25,7 @@ __all__ = [
     "current_context",
     "is_valid_label",
     "is_valid_request_id",
+    "is_valid_user",
     "make_context",
     "new_request_id",
     "reset_context",
@@ -38,6 +39,7 @@ R = TypeVar("R")
 
 REQUEST_ID_MAX = 128
 LABEL_MAX = 64
+USER_MAX = 128
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
 
@@ -60,6 +62,13 @@ def is_valid_label(value: object) -> bool:
     )
 
 
+def is_valid_user(value: object) -> bool:
+    """True for an end user: the tenant charset, 1 to 128 characters (UUIDs, e-mail-like IDs)."""
+    return (
+        isinstance(value, str) and len(value) <= USER_MAX and _LABEL_RE.fullmatch(value) is not None
+    )
+
+
 def new_request_id() -> str:
     """A fresh request ID: 32 lowercase hex characters."""
     return uuid.uuid4().hex
@@ -75,6 +84,8 @@ class CorrelationContext:
     request_id: str
     tenant: str | None = None
     team: str | None = None
+    user: str | None = None
+    session: str | None = None
 
 
 _current: contextvars.ContextVar[CorrelationContext | None] = contextvars.ContextVar(
@@ -98,60 +109,78 @@ def reset_context(token: contextvars.Token[CorrelationContext | None]) -> None:
 
 
 def make_context(
-    *, request_id: str | None = None, tenant: str | None = None, team: str | None = None
+    *,
+    request_id: str | None = None,
+    tenant: str | None = None,
+    team: str | None = None,
+    user: str | None = None,
+    session: str | None = None,
 ) -> CorrelationContext:
     """A validated context; a fresh request ID when ``request_id`` is None.
 
-    Raises ``ValueError`` naming the field for an invalid value.
+    A session is never generated. Raises ``ValueError`` naming the field for an invalid value.
     """
     if request_id is None:
         request_id = new_request_id()
     elif not is_valid_request_id(request_id):
-        raise ValueError(f"invalid request_id {request_id[:64]!r}: {_REQUEST_ID_RULE}")
-    for name, value in (("tenant", tenant), ("team", team)):
-        if value is not None and not is_valid_label(value):
-            raise ValueError(f"invalid {name} {str(value)[:64]!r}: {_LABEL_RULE}")
-    return CorrelationContext(request_id, tenant, team)
+        raise ValueError(f"invalid request_id {str(request_id)[:64]!r}: {_REQUEST_ID_RULE}")
+    for name, value in (("tenant", tenant), ("team", team), ("user", user), ("session", session)):
+        valid, rule = _RULES[name]
+        if value is not None and not valid(value):
+            raise ValueError(f"invalid {name} {str(value)[:64]!r}: {rule}")
+    return CorrelationContext(request_id, tenant, team, user, session)
 
 
 _REQUEST_ID_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:;=@/+-]*"
 _LABEL_RULE = "1 to 64 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
+_USER_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
+_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "tenant": (is_valid_label, _LABEL_RULE),
+    "team": (is_valid_label, _LABEL_RULE),
+    "user": (is_valid_user, _USER_RULE),
+    "session": (is_valid_request_id, _REQUEST_ID_RULE),
+}
 
 
 def safe_context(context: CorrelationContext) -> CorrelationContext:
     """``context`` itself when its values are valid; else a copy with an invalid request ID
-    replaced by a fresh one and invalid tenant or team dropped (logged at WARNING).
+    replaced by a fresh one and any other invalid value dropped (logged at WARNING).
 
     For contexts made without validation (set directly with :func:`set_context`), before their
     values leave the process.
     """
-    request_id, tenant, team = context.request_id, context.tenant, context.team
-    if (
-        is_valid_request_id(request_id)
-        and (tenant is None or is_valid_label(tenant))
-        and (team is None or is_valid_label(team))
-    ):
+    present = {name: getattr(context, name) for name in _RULES}
+    present = {name: value for name, value in present.items() if value is not None}
+    kept = {name: value for name, value in present.items() if _RULES[name][0](value)}
+    request_id = context.request_id
+    if kept == present and is_valid_request_id(request_id):
         return context
     logging.getLogger("aigw_middleware").warning(
         "aigw: the bound correlation context has invalid values; sending safe ones"
     )
     return CorrelationContext(
-        request_id if is_valid_request_id(request_id) else new_request_id(),
-        tenant if is_valid_label(tenant) else None,
-        team if is_valid_label(team) else None,
+        request_id if is_valid_request_id(request_id) else new_request_id(), **kept
     )
 
 
 @contextmanager
 def bind_context(
-    *, request_id: str | None = None, tenant: str | None = None, team: str | None = None
+    *,
+    request_id: str | None = None,
+    tenant: str | None = None,
+    team: str | None = None,
+    user: str | None = None,
+    session: str | None = None,
 ) -> Iterator[CorrelationContext]:
     """Bind a correlation context for the ``with`` block; for scripts, tasks and tests.
 
-    A fresh request ID is generated when ``request_id`` is None. Raises ``ValueError`` for an
-    invalid value. All three fields are bound: nothing of an outer context leaks in.
+    A fresh request ID is generated when ``request_id`` is None; a session never is. Raises
+    ``ValueError`` for an invalid value. All five fields are bound: nothing of an outer context
+    leaks in.
     """
-    context = make_context(request_id=request_id, tenant=tenant, team=team)
+    context = make_context(
+        request_id=request_id, tenant=tenant, team=team, user=user, session=session
+    )
     token = _current.set(context)
     try:
         yield context

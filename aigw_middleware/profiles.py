@@ -1,130 +1,283 @@
-"""Gateway header profiles: the correlation headers each gateway understands natively.
+"""Gateway header profiles: how each gateway is told who called and why.
 
-Every profile sends the generic ``X-AI-Request-Id``, ``X-AI-Tenant`` and ``X-AI-Team`` (names
-configurable); the gateway-specific profiles add that gateway's own headers so its logs,
-analytics and budgets see the same values:
+Every profile sends the generic headers: ``X-AI-Request-Id`` always, ``X-AI-Tenant``,
+``X-AI-Team``, ``X-AI-User`` and ``X-AI-Session`` when bound (names configurable). A gateway
+profile adds that gateway's own names, so its logs, analytics, budgets and rate limits see the
+same values. Each profile is data: which native header carries which bound field, which headers
+get a fresh UUID on every attempt, which JSON body fields it fills, its options; plus at most one
+small function for what data cannot say (a JSON metadata header, a header that depends on
+another field). Adding a gateway is one entry in :data:`PROFILES` and its tests.
 
-- ``helicone``: ``Helicone-Property-Request-Id`` / ``-Tenant`` / ``-Team``, custom properties
-  that Helicone records with each request. ``Helicone-Request-Id`` is not sent: Helicone
-  replaces any value that is not a UUID. ``Helicone-User-Id`` is not sent either: a tenant is
-  not a user, and Helicone's per-user analytics and rate limits would count it as one.
-- ``portkey``: ``x-portkey-trace-id`` (the request ID), ``x-portkey-metadata`` (a JSON object of
-  strings, each at most 128 characters) and ``x-portkey-forward-headers``, the comma-separated
-  names of the three generic headers, without which Portkey forwards none of them upstream.
-- ``litellm``: ``x-litellm-trace-id`` (the request ID), ``x-litellm-spend-logs-metadata`` (JSON)
-  and ``x-litellm-call-id``, fresh for every attempt because LiteLLM uses it as the primary key
-  of its spend log: a repeated value would drop the retry's row.
+The README's gateway table says where each mapping comes from and which gateway versions it was
+checked against.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 from .context import CorrelationContext
 
-__all__ = ["PROFILES", "CorrelationNames", "HeaderProfile", "get_profile"]
+__all__ = [
+    "PROFILES",
+    "CorrelationNames",
+    "Field",
+    "HeaderProfile",
+    "get_profile",
+]
+
+#: A field of :class:`~aigw_middleware.context.CorrelationContext`.
+Field = Literal["request_id", "tenant", "team", "user", "session"]
+Headers = list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
 class CorrelationNames:
-    """The configured names of the three generic headers."""
+    """The configured names of the generic headers."""
 
     request_id: str = "X-AI-Request-Id"
     tenant: str = "X-AI-Tenant"
     team: str = "X-AI-Team"
+    user: str = "X-AI-User"
+    session: str = "X-AI-Session"
+
+    def pairs(self) -> tuple[tuple[str, Field], ...]:
+        """Each generic header name with the field it carries, request ID first."""
+        return (
+            (self.request_id, "request_id"),
+            (self.tenant, "tenant"),
+            (self.team, "team"),
+            (self.user, "user"),
+            (self.session, "session"),
+        )
 
 
-NativeBuilder = Callable[[CorrelationContext, CorrelationNames], list[tuple[str, str]]]
+def _bound(context: CorrelationContext) -> dict[Field, str]:
+    """The fields of ``context`` that have a value, in the order of :class:`CorrelationNames`."""
+    values: dict[Field, str | None] = {
+        "request_id": context.request_id,
+        "tenant": context.tenant,
+        "team": context.team,
+        "user": context.user,
+        "session": context.session,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+#: ``(bound fields, generic names, options) -> headers``: the one function a profile may have.
+Extra = Callable[[Mapping[Field, str], CorrelationNames, Mapping[str, str]], Headers]
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?")
 
 
 @dataclass(frozen=True, slots=True)
 class HeaderProfile:
-    """A named set of outbound headers.
+    """A gateway's native attribution headers (and body fields), as data.
 
-    ``native_names`` lists every header the profile may add besides the generic three; the
-    transport strips them from hops that leave the gateway.
+    ``fields`` maps a native header to the bound field it carries; a name in braces, such as
+    ``{tenant_header}``, is taken from ``options``. ``fresh`` headers get a new UUID4 on every
+    attempt and redirect hop. ``extra`` builds what data cannot say and declares its header
+    names in ``extra_names``. ``body`` maps JSON body fields to bound fields; they are filled
+    only where the caller's body has no such field. ``options`` holds the settings a user may
+    change and their defaults; option names ending in ``_header`` are header names.
     """
 
     name: str
-    native_names: tuple[str, ...]
-    native: NativeBuilder
+    fields: tuple[tuple[str, Field], ...] = ()
+    fresh: tuple[str, ...] = ()
+    extra: Extra | None = None
+    extra_names: tuple[str, ...] = ()
+    body: tuple[tuple[str, Field], ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
 
-    def headers(
-        self, context: CorrelationContext, names: CorrelationNames
-    ) -> list[tuple[str, str]]:
+    def configured(self, options: Mapping[str, str] | None = None) -> HeaderProfile:
+        """This profile with ``options`` applied over its current ones.
+
+        Raises ``ValueError`` naming the option for an unknown option or an invalid value.
+        """
+        merged = dict(self.options)
+        for key, value in (options or {}).items():
+            if key not in self.options:
+                known = ", ".join(sorted(self.options)) or "none"
+                raise ValueError(
+                    f"header profile {self.name!r} has no option {key!r} (its options: {known})"
+                )
+            merged[key] = _option_value(self.name, key, self.options[key], value)
+        return replace(self, options=merged)
+
+    def _fields(self) -> tuple[tuple[str, Field], ...]:
+        return tuple((header.format_map(self.options), source) for header, source in self.fields)
+
+    @property
+    def native_names(self) -> tuple[str, ...]:
+        """Every header this profile may add besides the generic ones.
+
+        The transport strips them from hops that leave the gateway.
+        """
+        return (*(header for header, _ in self._fields()), *self.fresh, *self.extra_names)
+
+    def headers(self, context: CorrelationContext, names: CorrelationNames) -> Headers:
         """All correlation headers for one outgoing HTTP request (one attempt or redirect hop)."""
-        out = [(names.request_id, context.request_id)]
-        if context.tenant is not None:
-            out.append((names.tenant, context.tenant))
-        if context.team is not None:
-            out.append((names.team, context.team))
-        out.extend(self.native(context, names))
+        bound = _bound(context)
+        out = [(name, bound[source]) for name, source in names.pairs() if source in bound]
+        out.extend((name, bound[source]) for name, source in self._fields() if source in bound)
+        out.extend((name, str(uuid.uuid4())) for name in self.fresh)
+        if self.extra is not None:
+            out.extend(self.extra(bound, names, self.options))
         return out
 
+    def body_fields(self, body: Mapping[str, Any], context: CorrelationContext) -> dict[str, Any]:
+        """``body`` with this profile's body fields added from ``context``.
 
-def _metadata(context: CorrelationContext) -> str:
-    """The context as a compact JSON object of strings (absent values left out)."""
-    fields = {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
-    return json.dumps(
-        {key: value for key, value in fields.items() if value is not None}, separators=(",", ":")
+        A field the caller's body already has is left as it is, whatever its value.
+        """
+        bound = _bound(context)
+        added = {
+            key: bound[source] for key, source in self.body if source in bound and key not in body
+        }
+        return {**body, **added} if added else dict(body)
+
+
+def _option_value(profile: str, key: str, default: str, value: object) -> str:
+    if key.endswith("_header"):
+        ok, kind = _TOKEN_RE.fullmatch(str(value)) is not None, "a header name"
+    elif default in ("true", "false"):
+        ok, kind = value in ("true", "false"), '"true" or "false"'
+    else:
+        ok = value == "" or _VALUE_RE.fullmatch(str(value)) is not None
+        kind = "empty or up to 128 visible characters"
+    if not ok or not isinstance(value, str):
+        raise ValueError(f"header profile {profile!r} option {key!r} must be {kind}, not {value!r}")
+    return value
+
+
+_Key = TypeVar("_Key", bound=str)
+
+
+def _json(values: Mapping[_Key, str]) -> str:
+    return json.dumps(dict(values), separators=(",", ":"))
+
+
+def _helicone(
+    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
+) -> Headers:
+    # A path and a name only mean something inside a session; empty options are not sent.
+    if "session" not in bound:
+        return []
+    wanted = (
+        ("Helicone-Session-Path", options["session_path"]),
+        ("Helicone-Session-Name", options["session_name"]),
     )
+    return [(name, value) for name, value in wanted if value]
 
 
-def _generic(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    return []
+#: Portkey's special metadata key for the end user; its other keys are free-form.
+_PORTKEY_KEYS: dict[Field, str] = {
+    "request_id": "request_id",
+    "tenant": "tenant",
+    "team": "team",
+    "user": "_user",
+    "session": "session",
+}
 
 
-def _helicone(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    out = [("Helicone-Property-Request-Id", context.request_id)]
-    if context.tenant is not None:
-        out.append(("Helicone-Property-Tenant", context.tenant))
-    if context.team is not None:
-        out.append(("Helicone-Property-Team", context.team))
+def _portkey(
+    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
+) -> Headers:
+    # Portkey forwards upstream only the headers named here; absent ones are skipped, so all
+    # generic names are listed and a value set explicitly on one call is forwarded too.
+    forward = ",".join(name.lower() for name, _ in names.pairs())
+    metadata = {_PORTKEY_KEYS[key]: value for key, value in bound.items()}
+    return [("x-portkey-metadata", _json(metadata)), ("x-portkey-forward-headers", forward)]
+
+
+def _litellm(
+    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
+) -> Headers:
+    out = []
+    # LiteLLM takes x-litellm-trace-id as its session too, and prefers it over
+    # x-litellm-session-id; with a bound session only the session header is sent.
+    if "session" not in bound:
+        out.append(("x-litellm-trace-id", bound["request_id"]))
+    out.append(("x-litellm-spend-logs-metadata", _json(bound)))
+    if options["send_tags"] == "true":
+        tags = [f"{key}:{bound[key]}" for key in ("tenant", "team") if key in bound]
+        if tags:
+            out.append(("x-litellm-tags", ",".join(tags)))
     return out
 
 
-def _portkey(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    # Portkey skips listed headers that are absent, so all three are named: an explicit
-    # tenant or team set on one call is forwarded too.
-    forward = ",".join(name.lower() for name in (names.request_id, names.tenant, names.team))
-    return [
-        ("x-portkey-trace-id", context.request_id),
-        ("x-portkey-metadata", _metadata(context)),
-        ("x-portkey-forward-headers", forward),
-    ]
+#: Cloudflare keeps the first five metadata entries; the context has exactly five fields, so
+#: all fit. The order says which win should a sixth ever be added.
+_CLOUDFLARE_ORDER: tuple[Field, ...] = ("request_id", "tenant", "team", "user", "session")
+_CLOUDFLARE_MAX_ENTRIES = 5
 
 
-def _litellm(context: CorrelationContext, names: CorrelationNames) -> list[tuple[str, str]]:
-    return [
-        ("x-litellm-trace-id", context.request_id),
-        ("x-litellm-spend-logs-metadata", _metadata(context)),
-        ("x-litellm-call-id", str(uuid.uuid4())),
-    ]
+def _cloudflare(
+    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
+) -> Headers:
+    kept = [key for key in _CLOUDFLARE_ORDER if key in bound][:_CLOUDFLARE_MAX_ENTRIES]
+    return [("cf-aig-metadata", _json({key: bound[key] for key in kept}))]
 
 
 PROFILES: dict[str, HeaderProfile] = {
-    "generic": HeaderProfile("generic", (), _generic),
+    "generic": HeaderProfile("generic"),
     "helicone": HeaderProfile(
         "helicone",
-        ("Helicone-Property-Request-Id", "Helicone-Property-Tenant", "Helicone-Property-Team"),
-        _helicone,
+        fields=(
+            ("Helicone-Property-Request-Id", "request_id"),
+            ("Helicone-Property-Tenant", "tenant"),
+            ("Helicone-Property-Team", "team"),
+            ("Helicone-User-Id", "user"),
+            ("Helicone-Session-Id", "session"),
+        ),
+        extra=_helicone,
+        extra_names=("Helicone-Session-Path", "Helicone-Session-Name"),
+        options={"session_path": "", "session_name": ""},
     ),
     "portkey": HeaderProfile(
         "portkey",
-        ("x-portkey-trace-id", "x-portkey-metadata", "x-portkey-forward-headers"),
-        _portkey,
+        fields=(("x-portkey-trace-id", "request_id"),),
+        extra=_portkey,
+        extra_names=("x-portkey-metadata", "x-portkey-forward-headers"),
     ),
     "litellm": HeaderProfile(
         "litellm",
-        ("x-litellm-trace-id", "x-litellm-spend-logs-metadata", "x-litellm-call-id"),
-        _litellm,
+        fields=(("x-litellm-session-id", "session"), ("x-litellm-end-user-id", "user")),
+        fresh=("x-litellm-call-id",),
+        extra=_litellm,
+        extra_names=("x-litellm-trace-id", "x-litellm-spend-logs-metadata", "x-litellm-tags"),
+        options={"send_tags": "false"},
+    ),
+    "cloudflare": HeaderProfile("cloudflare", extra=_cloudflare, extra_names=("cf-aig-metadata",)),
+    "bifrost": HeaderProfile(
+        "bifrost",
+        fields=(("x-bf-user-id", "user"),),
+        # Bifrost keys its log entry on x-request-id: a repeated value would merge attempts.
+        fresh=("x-request-id",),
+    ),
+    "envoy": HeaderProfile(
+        "envoy",
+        fields=(("{tenant_header}", "tenant"), ("{session_header}", "session")),
+        options={"tenant_header": "x-tenant-id", "session_header": "agent-session-id"},
+    ),
+    "openrouter": HeaderProfile(
+        "openrouter",
+        fields=(("x-session-id", "session"),),
+        body=(("user", "user"), ("session_id", "session")),
     ),
 }
 
 
-def get_profile(name: str) -> HeaderProfile:
-    """The profile called ``name``; ``KeyError`` when there is none."""
-    return PROFILES[name]
+def get_profile(name: str, options: Mapping[str, str] | None = None) -> HeaderProfile:
+    """The profile called ``name`` with ``options`` applied.
+
+    ``KeyError`` when there is no such profile; ``ValueError`` for a bad option.
+    """
+    return PROFILES[name].configured(options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,12 @@ from .context import (
     current_context,
     is_valid_label,
     is_valid_request_id,
+    is_valid_user,
     new_request_id,
     safe_context,
 )
 from .log import escape_for_log, log_attempt, logger
-from .profiles import CorrelationNames, get_profile
+from .profiles import CorrelationNames, Field, get_profile
 
 __all__ = [
     "ATTEMPT_EXTENSION",
@@ -80,14 +82,9 @@ class HeaderInjector:
             config.request_id_header, config.tenant_header, config.team_header
         )
         self.profile = get_profile(config.header_profile)
-        self._managed = tuple(
-            name.lower()
-            for name in (
-                self.names.request_id,
-                self.names.tenant,
-                self.names.team,
-                *self.profile.native_names,
-            )
+        self._generic = {name.lower(): source for name, source in self.names.pairs()}
+        self._managed = frozenset(
+            name.lower() for name in (*self._generic, *self.profile.native_names)
         )
         urls = ([config.base_url] if config.base_url else []) + list(config.propagate_to)
         self._targets = tuple(_Target.parse(url) for url in urls)
@@ -107,7 +104,7 @@ class HeaderInjector:
                 del headers[key]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
             return context
-        for key in present.intersection(self._managed[:3]).difference(injected):
+        for key in present.intersection(self._generic).difference(injected):
             if not self._explicit_ok(key, headers[key]):
                 del headers[key]
                 present.discard(key)
@@ -124,12 +121,21 @@ class HeaderInjector:
         return context
 
     def _explicit_ok(self, key: str, value: str) -> bool:
-        ok = is_valid_request_id(value) if key == self._managed[0] else is_valid_label(value)
+        ok = _VALID[self._generic[key]](value)
         if not ok:
             logger.warning(
                 "aigw: dropped invalid explicit %s header %s", key, escape_for_log(value)
             )
         return ok
+
+
+_VALID: dict[Field, Callable[[object], bool]] = {
+    "request_id": is_valid_request_id,
+    "tenant": is_valid_label,
+    "team": is_valid_label,
+    "user": is_valid_user,
+    "session": is_valid_request_id,
+}
 
 
 def _context_of(request: httpx.Request) -> CorrelationContext:

@@ -12,6 +12,7 @@ from aigw_middleware.context import (
     ContextThreadPoolExecutor,
     is_valid_label,
     is_valid_request_id,
+    is_valid_user,
     new_request_id,
     reset_context,
     safe_context,
@@ -24,11 +25,18 @@ def test_nothing_is_bound_outside_a_request() -> None:
     assert current_context() is None
 
 
-def test_bind_context_binds_all_three_values_and_restores_afterwards() -> None:
-    with bind_context(request_id="req-1", tenant="acme", team="ml") as bound:
-        assert current_context() == CorrelationContext("req-1", "acme", "ml")
+def test_bind_context_binds_all_five_values_and_restores_afterwards() -> None:
+    with bind_context(
+        request_id="req-1", tenant="acme", team="ml", user="u-42", session="chat-7"
+    ) as bound:
+        assert current_context() == CorrelationContext("req-1", "acme", "ml", "u-42", "chat-7")
         assert bound is current_context()
     assert current_context() is None
+
+
+def test_a_session_is_never_generated() -> None:
+    with bind_context(user="u-42") as bound:
+        assert bound.session is None
 
 
 def test_bind_context_generates_a_32_hex_request_id_when_none_is_given() -> None:
@@ -40,7 +48,7 @@ def test_bind_context_generates_a_32_hex_request_id_when_none_is_given() -> None
 def test_nested_bind_replaces_every_field_and_restores_the_outer_one() -> None:
     with bind_context(request_id="outer", tenant="acme", team="ml"):
         with bind_context(request_id="inner") as inner:
-            assert inner == CorrelationContext("inner", None, None)
+            assert inner == CorrelationContext("inner", None, None, None, None)
         assert current_context() == CorrelationContext("outer", "acme", "ml")
 
 
@@ -55,6 +63,10 @@ def test_nested_bind_replaces_every_field_and_restores_the_outer_one() -> None:
         ({"tenant": "t" * 65}, "tenant"),
         ({"team": "-leading-dash"}, "team"),
         ({"team": "ünïcode"}, "team"),
+        ({"user": "u" * 129}, "user"),
+        ({"user": "jane doe"}, "user"),
+        ({"session": "s" * 129}, "session"),
+        ({"session": "chat\r\n7"}, "session"),
     ],
 )
 def test_bind_context_rejects_invalid_values(kwargs: dict[str, str], field: str) -> None:
@@ -85,6 +97,22 @@ def test_invalid_request_ids(value: object) -> None:
 @pytest.mark.parametrize(("value", "ok"), [("acme", True), ("t" * 64, True), ("a/b", False)])
 def test_label_rule(value: str, ok: bool) -> None:
     assert is_valid_label(value) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("u-42", True),
+        ("9f1c2d3e-4b5a-4c6d-8e7f-001122334455", True),
+        ("jane.doe@example.com", True),
+        ("u" * 128, True),
+        ("u" * 129, False),
+        ("jane doe", False),
+        ("", False),
+    ],
+)
+def test_user_rule_is_the_tenant_charset_up_to_128_characters(value: str, ok: bool) -> None:
+    assert is_valid_user(value) is ok
 
 
 def test_new_request_ids_are_unique() -> None:
@@ -153,6 +181,8 @@ async def test_asyncio_tasks_keep_their_own_context() -> None:
 def test_safe_context_keeps_a_valid_context_and_mends_an_invalid_one() -> None:
     valid = CorrelationContext("r1", "acme", "ml")
     assert safe_context(valid) is valid
-    mended = safe_context(CorrelationContext("bad id", "acme", "bad team"))
-    assert (mended.tenant, mended.team) == ("acme", None)
+    mended = safe_context(CorrelationContext("bad id", "acme", "bad team", "u-42", "bad session"))
+    assert (mended.tenant, mended.team, mended.user, mended.session) == ("acme", None, "u-42", None)
     assert is_valid_request_id(mended.request_id)
+    with_user = CorrelationContext("r1", user="u-42", session="chat-7")
+    assert safe_context(with_user) is with_user

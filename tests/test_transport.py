@@ -125,6 +125,26 @@ def test_invalid_explicit_values_are_dropped_and_logged(
     assert "invalid explicit x-ai-team" in caplog.text
 
 
+def test_user_and_session_go_to_the_gateway_and_explicit_ones_are_checked_like_the_rest(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="aigw_middleware"),
+        client_for(recorder) as client,
+        bind_context(request_id="req-1", user="u-42", session="chat-7"),
+    ):
+        client.get("http://gateway.test/ai/models")
+        client.get("http://gateway.test/ai/models", headers={"X-AI-Session": "chat-8"})
+        client.get("http://gateway.test/ai/models", headers={"X-AI-User": "jane doe"})
+        client.get("http://elsewhere.test/ai/models", headers={"X-AI-User": "u-1"})
+    first, explicit, invalid, elsewhere = (x_ai(request.headers) for request in recorder.requests)
+    assert first == {"x-ai-request-id": "req-1", "x-ai-user": "u-42", "x-ai-session": "chat-7"}
+    assert explicit["x-ai-session"] == "chat-8"
+    assert invalid["x-ai-user"] == "u-42"
+    assert "invalid explicit x-ai-user" in caplog.text
+    assert elsewhere == {}
+
+
 def test_client_level_correlation_headers_are_not_sent_elsewhere(recorder: Recorder) -> None:
     config = GatewayConfig(base_url="http://gateway.test/ai")
     transport = CorrelationTransport(httpx.MockTransport(recorder), config)
