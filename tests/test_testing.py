@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -334,6 +336,127 @@ def test_stop_is_idempotent_and_prompt_with_a_delayed_response_pending() -> None
     caller.join(timeout=2.0)
     assert not caller.is_alive()
     assert len(errors) == 1
+
+
+async def test_a_burst_of_150_concurrent_connections_is_served() -> None:
+    # Each call opens its own connection at the same moment, as a test suite or a load
+    # generator does; a listen backlog of 5 left some of them hanging until the timeout.
+    limits = httpx.Limits(max_connections=150, max_keepalive_connections=0)
+    with FakeGateway() as gw:
+        async with httpx.AsyncClient(
+            base_url=gw.base_url, timeout=5.0, limits=limits, trust_env=False
+        ) as client:
+            started = time.monotonic()
+            responses = await asyncio.gather(
+                *(client.get("/models") for _ in range(150)), return_exceptions=True
+            )
+            elapsed = time.monotonic() - started
+        failures = [repr(r) for r in responses if not isinstance(r, httpx.Response)]
+        assert failures == []
+        assert [r.status_code for r in responses if isinstance(r, httpx.Response)] == [200] * 150
+        assert len(gw.requests) == 150
+    assert elapsed < 4.0, f"150 concurrent calls took {elapsed:.1f} s"
+
+
+def test_inspection_endpoint_lists_recorded_requests_as_json() -> None:
+    with FakeGateway() as gw, httpx.Client(timeout=2.0, trust_env=False) as client:
+        client.post(
+            f"{gw.base_url}/chat/completions",
+            json=CHAT,
+            headers=[("X-AI-Request-Id", "inspect-1"), ("X-Tag", "a"), ("X-Tag", "b")],
+        )
+        client.get(f"{gw.base_url}/models?limit=2")
+        response = client.get(f"http://127.0.0.1:{gw.port}/_aigw/requests")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert "x-request-id" not in response.headers
+        chat, models = response.json()
+        assert (chat["method"], chat["path"], chat["json"]) == (
+            "POST",
+            "/v1/chat/completions",
+            CHAT,
+        )
+        assert chat["headers"]["x-ai-request-id"] == "inspect-1"
+        assert chat["headers"]["x-tag"] == "a, b"
+        assert all(name == name.lower() for name in chat["headers"])
+        assert (models["method"], models["path"], models["json"]) == (
+            "GET",
+            "/v1/models?limit=2",
+            None,
+        )
+        assert len(gw.requests) == 2  # inspecting is not recorded
+
+
+def test_inspection_endpoint_delete_forgets_recorded_requests_but_not_queued_responses() -> None:
+    with FakeGateway() as gw, httpx.Client(timeout=2.0, trust_env=False) as client:
+        inspect = f"http://127.0.0.1:{gw.port}/_aigw/requests"
+        client.get(f"{gw.base_url}/models")
+        gw.queue_response(503)
+
+        deleted = client.delete(inspect)
+        assert deleted.status_code == 204
+        assert deleted.content == b""
+        assert client.get(inspect).json() == []
+        assert gw.requests == []
+        assert client.get(f"{gw.base_url}/models").status_code == 503
+        assert client.get(f"{gw.base_url}/models").headers["x-request-id"] == "fgw-3"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/_aigw/requests", 405),
+        ("PUT", "/_aigw/requests", 405),
+        ("GET", "/_aigw/other", 404),
+    ],
+)
+def test_inspection_endpoint_answers_other_calls_with_an_error_body(
+    method: str, path: str, status: int
+) -> None:
+    with FakeGateway() as gw, httpx.Client(timeout=2.0, trust_env=False) as client:
+        response = client.request(method, f"http://127.0.0.1:{gw.port}{path}", json={})
+
+    assert response.status_code == status
+    assert "/_aigw/requests" in response.json()["error"]["message"]
+    if status == 405:
+        assert response.headers["allow"] == "GET, HEAD, DELETE"
+    assert gw.requests == []
+
+
+def raw_exchange(gw: FakeGateway, peer: tuple[str, int], request: bytes) -> bytes:
+    """Hand the server a connection that appears to come from `peer`; return its answer."""
+    ours, theirs = socket.socketpair()
+    with ours:
+        ours.settimeout(5.0)
+        assert gw._server is not None
+        gw._server.process_request(theirs, peer)
+        ours.sendall(request)
+        answer = b""
+        while chunk := ours.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("peer", "status"),
+    [
+        (("192.0.2.10", 40000), b"403"),
+        (("2001:db8::1", 40000), b"403"),
+        (("::ffff:127.0.0.1", 40000), b"200"),
+        (("::1", 40000), b"200"),
+    ],
+)
+def test_inspection_endpoint_answers_loopback_clients_only(
+    peer: tuple[str, int], status: bytes
+) -> None:
+    request = b"GET /_aigw/requests HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    with FakeGateway() as gw:
+        answer = raw_exchange(gw, peer, request)
+
+    assert answer.startswith(b"HTTP/1.1 " + status)
+    if status == b"403":
+        assert b"loopback clients only" in answer
 
 
 def test_fake_gateway_fixture_provides_a_running_gateway(fake_gateway: FakeGateway) -> None:  # noqa: F811
