@@ -26,6 +26,7 @@ import httpx
 from ._fakeanswers import QueuedResponse, error_answer
 from ._fakegateway import FakeGateway
 from ._fakeserver import INSPECTION_PATH, Exchange
+from .profiles import PROFILES, CorrelationNames
 
 __all__ = ["DEFAULT_PORT", "main"]
 
@@ -34,39 +35,16 @@ DEFAULT_PORT = 8790
 _DEFAULT_KEEP = 1000
 _MAX_SHOWN_CHARS = 200
 
-# The generic headers, shown under short names, in this order.
-_GENERIC_FIELDS = {
-    "x-ai-request-id": "request_id",
-    "x-ai-tenant": "tenant",
-    "x-ai-team": "team",
-    "x-ai-user": "user",
-    "x-ai-session": "session",
-}
+# The generic headers (default names), shown under their field names, request ID first.
+_GENERIC_FIELDS = {name.lower(): field for name, field in CorrelationNames().pairs()}
 _TEXT_LABELS = {"request_id": "id"}
 _ALWAYS_SHOWN = ("request_id", "tenant", "team")
-# Correlation headers of the gateways the header profiles speak to. Credentials (authorization,
-# x-portkey-api-key, helicone-auth, ...) are not correlation headers and are never shown.
+# What each gateway profile sends besides the generic headers, and Helicone's custom
+# properties, which apps also set themselves. Credentials (authorization, x-portkey-api-key,
+# helicone-auth, ...) are never among them.
 _NATIVE_HEADERS = frozenset(
-    {
-        "helicone-request-id",
-        "helicone-user-id",
-        "helicone-session-id",
-        "helicone-session-path",
-        "helicone-session-name",
-        "x-portkey-trace-id",
-        "x-portkey-span-id",
-        "x-portkey-parent-span-id",
-        "x-portkey-span-name",
-        "x-portkey-metadata",
-        "x-litellm-trace-id",
-        "x-litellm-session-id",
-        "x-litellm-call-id",
-        "x-litellm-spend-logs-metadata",
-        "x-litellm-tags",
-        "x-litellm-customer-id",
-        "x-litellm-end-user-id",
-    }
-)
+    name.lower() for profile in PROFILES.values() for name in profile.native_names
+) - {"x-portkey-forward-headers"}  # routing, not correlation: it names the generic headers
 _NATIVE_PREFIXES = ("helicone-property-",)
 
 

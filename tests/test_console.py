@@ -160,7 +160,13 @@ def test_lines_show_the_native_headers_of_the_profile_and_never_a_secret_or_a_bo
         ):
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
-    helicone, portkey, litellm = (console.next_line() for _ in range(3))
+    with (
+        gateway_client(console, header_profile="helicone") as client,
+        bind_context(request_id="native-user", tenant="acme", user="u-7", session="chat-42"),
+    ):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    helicone, portkey, litellm, with_user = (console.next_line() for _ in range(4))
     assert helicone.endswith(
         "id=native-helicone tenant=acme team=support helicone-property-request-id=native-helicone"
         " helicone-property-tenant=acme helicone-property-team=support"
@@ -172,9 +178,14 @@ def test_lines_show_the_native_headers_of_the_profile_and_never_a_secret_or_a_bo
     )
     assert " x-litellm-trace-id=native-litellm " in litellm
     assert re.search(r" x-litellm-call-id=[0-9a-f-]{36}( |$)", litellm)
+    assert with_user.endswith(
+        "id=native-user tenant=acme team=- user=u-7 session=chat-42"
+        " helicone-property-request-id=native-user helicone-property-tenant=acme"
+        " helicone-user-id=u-7 helicone-session-id=chat-42"
+    )
 
     console.stop()
-    everything = "\n".join((helicone, portkey, litellm, console.stderr))
+    everything = "\n".join((helicone, portkey, litellm, with_user, console.stderr))
     assert API_KEY not in everything
     assert "authorization" not in everything.lower()
     assert PROMPT not in everything
