@@ -6,7 +6,18 @@ call to the gateway, and only to the gateway.
 """
 
 from ._version import __version__
-from .client import AsyncGatewayClient, GatewayClient, get_async_client, get_client
+from .client import (
+    AsyncChatStream,
+    AsyncGatewayClient,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatStream,
+    Embeddings,
+    GatewayClient,
+    ModelList,
+    get_async_client,
+    get_client,
+)
 from .config import GatewayConfig
 from .context import CorrelationContext, bind_context, current_context
 from .errors import (
@@ -25,18 +36,24 @@ from .errors import (
 )
 
 __all__ = [
+    "AsyncChatStream",
     "AsyncGatewayClient",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatStream",
     "ConfigurationError",
     "CorrelationContext",
+    "Embeddings",
     "GatewayClient",
     "GatewayConfig",
     "GatewayConnectionError",
     "GatewayError",
     "GatewayStatusError",
     "GatewayTimeoutError",
+    "ModelList",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",

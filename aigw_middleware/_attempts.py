@@ -17,17 +17,17 @@ import httpx
 from ._httpx import timeout_for
 from ._results import gateway_request_id
 from .config import GatewayConfig
-from .context import CorrelationContext, current_context, new_request_id
+from .context import CorrelationContext, _new_request_id, current_context
 from .errors import (
     ConfigurationError,
     GatewayConnectionError,
     GatewayTimeoutError,
-    classify,
-    is_budget_error,
-    parse_error_body,
+    _classify,
+    _is_budget_error,
+    _parse_error_body,
 )
-from .retry import decide
-from .transport import ATTEMPT_EXTENSION, CONTEXT_EXTENSION
+from .retry import _decide
+from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class Attempts:
         self.http = http
         self.config = config
         self.spec = spec
-        self.context = current_context() or CorrelationContext(new_request_id())
+        self.context = current_context() or CorrelationContext(_new_request_id())
         self.attempt = 0
         self._url = spec.path if absolute else spec.path.lstrip("/")
 
@@ -75,7 +75,7 @@ class Attempts:
             timeout=(
                 timeout_for(spec.timeout) if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT
             ),
-            extensions={CONTEXT_EXTENSION: self.context, ATTEMPT_EXTENSION: self.attempt},
+            extensions={_CONTEXT_EXTENSION: self.context, _ATTEMPT_EXTENSION: self.attempt},
         )
 
     def done(self, response: httpx.Response) -> bool:
@@ -84,9 +84,9 @@ class Attempts:
 
     def rejected(self, response: httpx.Response) -> float:
         """An error response (body already read): the delay before retrying, or raise."""
-        body = parse_error_body(response.content, response.reason_phrase)
-        budget = is_budget_error(response.status_code, body)
-        decision = decide(
+        body = _parse_error_body(response.content, response.reason_phrase)
+        budget = _is_budget_error(response.status_code, body)
+        decision = _decide(
             status=response.status_code,
             headers=response.headers,
             retries_done=self.attempt - 1,
@@ -96,7 +96,7 @@ class Attempts:
         if decision.retry:
             return decision.delay
         note = decision.reason if decision.reason.startswith("Retry-After") else ""
-        raise classify(response.status_code, body)(
+        raise _classify(response.status_code, body)(
             response.status_code,
             body,
             request_id=self.context.request_id,
@@ -108,7 +108,7 @@ class Attempts:
 
     def failed(self, exc: httpx.TransportError) -> float:
         """A transport failure: the delay before retrying, or raise."""
-        decision = decide(
+        decision = _decide(
             status=None,
             headers=None,
             retries_done=self.attempt - 1,

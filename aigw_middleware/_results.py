@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import httpx
 
 from .context import CorrelationContext
-from .errors import GatewayStatusError, parse_error_body
+from .errors import GatewayStatusError, _parse_error_body
 
 #: Response headers where gateways put their own request ID, in the order they are looked up.
 GATEWAY_REQUEST_ID_HEADERS = (
@@ -38,7 +38,7 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     except ValueError as exc:
         raise GatewayStatusError(
             response.status_code,
-            parse_error_body(b"", "the gateway's answer is not JSON"),
+            _parse_error_body(b"", "the gateway's answer is not JSON"),
             gateway_request_id=gateway_request_id(response),
         ) from exc
     return data if isinstance(data, dict) else {"data": data}
@@ -57,14 +57,7 @@ class _Result:
 
 
 @dataclass(frozen=True, slots=True)
-class ChatCompletion(_Result):
-    """A chat completion: ``content`` of the first choice, ``model``, ``usage`` and ``raw``."""
-
-    @property
-    def content(self) -> str:
-        choices = self.raw.get("choices") or [{}]
-        return (choices[0].get("message") or {}).get("content") or ""
-
+class _ModelResult(_Result):
     @property
     def model(self) -> str | None:
         return self.raw.get("model")
@@ -72,6 +65,16 @@ class ChatCompletion(_Result):
     @property
     def usage(self) -> dict[str, Any] | None:
         return self.raw.get("usage")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletion(_ModelResult):
+    """A chat completion: ``content`` of the first choice, ``model``, ``usage`` and ``raw``."""
+
+    @property
+    def content(self) -> str:
+        choices = self.raw.get("choices") or [{}]
+        return (choices[0].get("message") or {}).get("content") or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +100,13 @@ class ChatCompletionChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class Embeddings(_Result):
+class Embeddings(_ModelResult):
     """Embeddings: ``vectors`` in input order, ``model``, ``usage`` and ``raw``."""
 
     @property
     def vectors(self) -> list[list[float]]:
         items = sorted(self.raw.get("data") or [], key=lambda item: item.get("index", 0))
         return [item.get("embedding") or [] for item in items]
-
-    @property
-    def model(self) -> str | None:
-        return self.raw.get("model")
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return self.raw.get("usage")
 
 
 @dataclass(frozen=True, slots=True)

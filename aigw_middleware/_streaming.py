@@ -10,7 +10,7 @@ import httpx
 from ._attempts import connection_error
 from ._results import ChatCompletionChunk, gateway_request_id
 from .context import CorrelationContext
-from .errors import classify, parse_error_body
+from .errors import _classify, _parse_error_body
 
 _DONE = "[DONE]"
 
@@ -89,8 +89,8 @@ class _Stream:
         if not isinstance(event, dict):
             return None
         if "error" in event:
-            body = parse_error_body(data.encode())
-            raise classify(self.response.status_code, body)(
+            body = _parse_error_body(data.encode())
+            raise _classify(self.response.status_code, body)(
                 self.response.status_code,
                 body,
                 request_id=self.request_id,

@@ -18,16 +18,16 @@ from typing import Any
 
 from ._shared import SharedClients, activate, deactivate
 from .config import GatewayConfig
-from .context import reset_context, set_context
+from .context import _reset_context, _set_context
 from .inbound import InboundPolicy
 
 __all__ = ["AIGatewayMiddleware"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
 _CORRELATED_SCOPES = frozenset({"http", "websocket"})
 # The messages that carry response headers: an HTTP response, a websocket handshake's 101.
@@ -49,7 +49,7 @@ class AIGatewayMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, /, config: GatewayConfig | None = None, **overrides: Any
+        self, app: _ASGIApp, /, config: GatewayConfig | None = None, **overrides: Any
     ) -> None:
         self.app = app
         if config is None and not overrides:
@@ -65,7 +65,7 @@ class AIGatewayMiddleware:
         self.policy = InboundPolicy.from_config(self.config)
         self._echo_name = self.config.request_id_header.lower().encode("latin-1")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] not in _CORRELATED_SCOPES:
             await self.app(scope, receive, send)
             if scope["type"] == "lifespan":
@@ -77,7 +77,7 @@ class AIGatewayMiddleware:
         context = self.policy.context_for(lambda name: headers.get(name.lower()), peer, scope)
         if self.config.echo_request_id:
             send = self._echoing(send, context.request_id.encode("latin-1"))
-        token = set_context(context)
+        token = _set_context(context)
         # With its own config, get_client() / get_async_client() use it inside its requests.
         clients_token = None if self._clients is None else activate(self._clients)
         try:
@@ -85,7 +85,7 @@ class AIGatewayMiddleware:
         finally:
             if clients_token is not None:
                 deactivate(clients_token)
-            reset_context(token)
+            _reset_context(token)
 
     def close(self) -> None:
         """Close the shared sync client made for this middleware's own config, if any.
@@ -95,10 +95,10 @@ class AIGatewayMiddleware:
         if self._clients is not None:
             self._clients.close()
 
-    def _echoing(self, send: Send, request_id: bytes) -> Send:
+    def _echoing(self, send: _Send, request_id: bytes) -> _Send:
         name = self._echo_name
 
-        async def send_with_request_id(message: Message) -> None:
+        async def send_with_request_id(message: _Message) -> None:
             if message["type"] in _RESPONSE_STARTS:
                 headers = list(message.get("headers") or ())
                 if not any(bytes(key).lower() == name for key, _ in headers):
@@ -108,7 +108,7 @@ class AIGatewayMiddleware:
         return send_with_request_id
 
 
-def _headers_of(scope: Scope) -> dict[str, str | None]:
+def _headers_of(scope: _Scope) -> dict[str, str | None]:
     """Request headers by lower-case name, repeated ones joined as :func:`_joined` does."""
     grouped: dict[str, list[str]] = {}
     for key, value in scope.get("headers") or ():

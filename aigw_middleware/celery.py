@@ -36,22 +36,22 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from .context import (
     CorrelationContext,
+    _reset_context,
+    _safe_context,
+    _set_context,
     current_context,
-    reset_context,
-    safe_context,
-    set_context,
 )
 from .inbound import InboundPolicy
 
-__all__ = ["REQUEST_ID_HEADER", "TEAM_HEADER", "TENANT_HEADER", "install"]
+__all__ = ["install"]
 
 #: Task message headers that carry the context (Celery shows them as ``task.request.<name>``).
-REQUEST_ID_HEADER = "aigw_request_id"
-TENANT_HEADER = "aigw_tenant"
-TEAM_HEADER = "aigw_team"
-_HEADERS = (REQUEST_ID_HEADER, TENANT_HEADER, TEAM_HEADER)
+_REQUEST_ID_HEADER = "aigw_request_id"
+_TENANT_HEADER = "aigw_tenant"
+_TEAM_HEADER = "aigw_team"
+_HEADERS = (_REQUEST_ID_HEADER, _TENANT_HEADER, _TEAM_HEADER)
 
-logger = logging.getLogger("aigw_middleware")
+_logger = logging.getLogger("aigw_middleware")
 
 _UID = "aigw_middleware.celery"
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -61,15 +61,15 @@ _tokens: dict[tuple[str, int], Token[CorrelationContext | None]] = {}
 
 
 def _message_tenant_and_team(headers: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    return headers.get(TENANT_HEADER), headers.get(TEAM_HEADER)
+    return headers.get(_TENANT_HEADER), headers.get(_TEAM_HEADER)
 
 
 # The broker is trusted like the app itself (whoever can publish can run any task), so tenant
 # and team come from the message the way a resolver supplies them after authentication.
 _POLICY = InboundPolicy(
-    request_id_headers=(REQUEST_ID_HEADER,),
-    tenant_header=TENANT_HEADER,
-    team_header=TEAM_HEADER,
+    request_id_headers=(_REQUEST_ID_HEADER,),
+    tenant_header=_TENANT_HEADER,
+    team_header=_TEAM_HEADER,
     trusted_networks=(),
     resolver=_message_tenant_and_team,
 )
@@ -101,12 +101,12 @@ def _add_context_headers(headers: dict[str, Any], context: CorrelationContext | 
     passed to ``apply_async``, which win as on gateway calls."""
     if context is None:
         return
-    safe = safe_context(context)
+    safe = _safe_context(context)
     # An invalid bound request ID is not sent: the worker generates its own.
     fields = (
-        (REQUEST_ID_HEADER, safe.request_id if safe.request_id == context.request_id else None),
-        (TENANT_HEADER, safe.tenant),
-        (TEAM_HEADER, safe.team),
+        (_REQUEST_ID_HEADER, safe.request_id if safe.request_id == context.request_id else None),
+        (_TENANT_HEADER, safe.tenant),
+        (_TEAM_HEADER, safe.team),
     )
     for name, value in fields:
         if value is not None:
@@ -134,7 +134,7 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         kept = {k: v for k, v in (request.headers or {}).items() if k not in _HEADERS}
         _add_context_headers(kept, context)
         request.headers = kept
-    _tokens[(task_id, threading.get_ident())] = set_context(context)
+    _tokens[(task_id, threading.get_ident())] = _set_context(context)
 
 
 def _message_headers(request: Any) -> dict[str, str]:
@@ -154,7 +154,7 @@ def _message_headers(request: Any) -> dict[str, str]:
         elif value is not None:
             dropped.append(f"{name} ({type(value).__name__})")
     if dropped:
-        logger.warning(
+        _logger.warning(
             "aigw: ignored task message headers that are not strings: %s", ", ".join(dropped)
         )
     return found
@@ -182,8 +182,8 @@ def _unbind(task_id: str) -> None:
     if token is None:
         return
     try:
-        reset_context(token)
+        _reset_context(token)
     except (ValueError, RuntimeError):
         # The token was made in another context (a pool that runs signal receivers in copies
         # of the context) or already used: leave this one clean instead.
-        set_context(None)
+        _set_context(None)

@@ -8,46 +8,46 @@ Precedence: explicit arguments, then the framework's config (Django ``settings.A
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import ipaddress
-import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from . import _parsers as parse
+from ._parsers import TenantResolver
 from .errors import ConfigurationError
-from .profiles import PROFILES
 
-__all__ = ["ENV_PREFIX", "ENV_VARS", "GatewayConfig", "TenantResolver"]
+__all__ = ["GatewayConfig", "TenantResolver"]
 
-#: ``(request) -> (tenant, team)``, a mapping with the keys ``tenant`` / ``team``, or None.
-TenantResolver = Callable[[Any], "tuple[str | None, str | None] | Mapping[str, str | None] | None"]
+_ENV_PREFIX = "AIGW_"
+_METADATA_KEY = "aigw"
 
-ENV_PREFIX = "AIGW_"
-#: Fields that may come from the environment, by variable name.
-ENV_VARS: Mapping[str, str] = {
-    f"{ENV_PREFIX}{name.upper()}": name
-    for name in (
-        "base_url",
-        "api_key",
-        "proxy",
-        "timeout",
-        "disable_proxy",
-        "max_retries",
-        "model_prefix",
-        "header_profile",
-        "trust_tenant_headers_from",
-        "extra_headers",
-    )
-}
 
-_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """The facts of one setting besides its type and default, kept in its field's metadata."""
+
+    parse: Callable[[str, Any], Any]
+    check_id: str  # the Django system check that reports a bad value
+    help: str  # one line, as in the docs' tables
+    env: bool = False  # read from AIGW_<NAME> when the framework's config does not set it
+
+
+def _setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    parse: Callable[[str, Any], Any],
+    check_id: str,
+    help: str,
+    env: bool = False,
+) -> Any:
+    metadata = {_METADATA_KEY: _Setting(parse, check_id, help, env)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -58,28 +58,119 @@ class GatewayConfig:
     :meth:`from_mapping`. ``api_key`` and ``extra_headers`` values never appear in ``repr``.
     """
 
-    base_url: str | None = None
-    api_key: str | None = None
-    proxy: str | None = None
-    timeout: float = 30.0
-    disable_proxy: bool = False
-    max_retries: int = 2
-    model_prefix: str | None = None
-    header_profile: str = "generic"
-    request_id_header: str = "X-AI-Request-Id"
-    tenant_header: str = "X-AI-Tenant"
-    team_header: str = "X-AI-Team"
-    incoming_request_id_headers: tuple[str, ...] = ("X-AI-Request-Id", "X-Request-Id")
-    trust_tenant_headers_from: tuple[str, ...] = ()
-    tenant_resolver: TenantResolver | None = None
-    echo_request_id: bool = True
-    propagate_to: tuple[str, ...] = ()
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    base_url: str | None = _setting(
+        None,
+        parse=parse.url,
+        check_id="aigw.E001",
+        env=True,
+        help="gateway root, e.g. `http://localhost:8080/ai`; required for calls",
+    )
+    api_key: str | None = _setting(
+        None,
+        parse=parse.api_key,
+        check_id="aigw.E008",
+        env=True,
+        help="sent as `Authorization: Bearer …`; may be a placeholder the gateway replaces",
+    )
+    proxy: str | None = _setting(
+        None, parse=parse.url, check_id="aigw.E009", env=True, help="outbound HTTP proxy URL"
+    )
+    timeout: float = _setting(
+        30.0,
+        parse=parse.timeout,
+        check_id="aigw.E002",
+        env=True,
+        help="seconds per attempt (read/write/pool); connect at most 5 s",
+    )
+    disable_proxy: bool = _setting(
+        False,
+        parse=parse.boolean,
+        check_id="aigw.E010",
+        env=True,
+        help="ignore `HTTP(S)_PROXY` from the environment",
+    )
+    max_retries: int = _setting(
+        2,
+        parse=parse.retries,
+        check_id="aigw.E011",
+        env=True,
+        help="retries after the first attempt (0 to 10)",
+    )
+    model_prefix: str | None = _setting(
+        None,
+        parse=parse.model_prefix,
+        check_id="aigw.E012",
+        env=True,
+        help="`openai` sends `gpt-4o-mini` as `openai/gpt-4o-mini`; a model with `/` is left alone",
+    )
+    header_profile: str = _setting(
+        "generic",
+        parse=parse.profile,
+        check_id="aigw.E003",
+        env=True,
+        help="`generic`, `helicone`, `portkey`, `litellm`: adds that gateway's native headers",
+    )
+    request_id_header: str = _setting(
+        "X-AI-Request-Id",
+        parse=parse.header_name,
+        check_id="aigw.E013",
+        help="the request ID header's name, incoming and outgoing",
+    )
+    tenant_header: str = _setting(
+        "X-AI-Tenant",
+        parse=parse.header_name,
+        check_id="aigw.E014",
+        help="the tenant header's name, incoming and outgoing",
+    )
+    team_header: str = _setting(
+        "X-AI-Team",
+        parse=parse.header_name,
+        check_id="aigw.E015",
+        help="the team header's name, incoming and outgoing",
+    )
+    incoming_request_id_headers: tuple[str, ...] = _setting(
+        ("X-AI-Request-Id", "X-Request-Id"),
+        parse=parse.header_names,
+        check_id="aigw.E016",
+        help="where an incoming request ID may come from, first valid wins",
+    )
+    trust_tenant_headers_from: tuple[str, ...] = _setting(
+        (),
+        parse=parse.cidrs,
+        check_id="aigw.E004",
+        env=True,
+        help="CIDRs whose direct peers may set tenant and team by header",
+    )
+    tenant_resolver: TenantResolver | None = _setting(  # noqa: RUF009 (a field, as the others)
+        None,
+        parse=parse.resolver,
+        check_id="aigw.E005",
+        help="`(request) -> (tenant, team)` or a mapping, or its dotted path; wins over headers",
+    )
+    echo_request_id: bool = _setting(
+        True,
+        parse=parse.boolean,
+        check_id="aigw.E017",
+        help="set the request ID header on responses",
+    )
+    propagate_to: tuple[str, ...] = _setting(
+        (),
+        parse=parse.urls,
+        check_id="aigw.E018",
+        help="extra URL prefixes that also receive the headers",
+    )
+    extra_headers: Mapping[str, str] = _setting(
+        factory=dict,
+        parse=parse.extra_headers,
+        check_id="aigw.E019",
+        env=True,
+        help="static headers for every gateway call (a JSON object in the environment)",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            parsed = _PARSERS[f.name](f.name, value)
+            parsed = _SETTINGS[f.name].parse(f.name, value)
             if parsed is not value:
                 object.__setattr__(self, f.name, parsed)
 
@@ -136,12 +227,12 @@ class GatewayConfig:
         env = os.environ if environ is None else environ
         given = {key[len(prefix) :] for key in mapping if key.startswith(prefix)}
         values: dict[str, Any] = {}
-        for var, name in ENV_VARS.items():
+        for var, name in _ENV_VARS.items():
             if name.upper() in given or name in overrides:
                 continue  # a setting or an argument wins, so its variable is not even read
             raw = env.get(var)
             if raw is not None and raw.strip() != "":
-                values[name] = _PARSERS[name](var, raw)
+                values[name] = _SETTINGS[name].parse(var, raw)
         known = {f.name.upper(): f.name for f in dataclasses.fields(cls)}
         for key, raw in mapping.items():
             if not key.startswith(prefix):
@@ -149,7 +240,7 @@ class GatewayConfig:
             field_name = known.get(key[len(prefix) :])
             if field_name is None:
                 raise ConfigurationError(key, raw, "unknown setting")
-            values[field_name] = _PARSERS[field_name](key, raw)
+            values[field_name] = _SETTINGS[field_name].parse(key, raw)
         values.update(overrides)
         return cls(**values)
 
@@ -166,180 +257,35 @@ def _without_userinfo(url: str) -> str:
     return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
 
 
-# Parsers: (key, raw) -> normalised value, or ConfigurationError naming the key.
+@dataclass(frozen=True, slots=True)
+class _FieldSetting:
+    """A field's setting with the names derived from the field's name, for every consumer."""
+
+    name: str
+    parse: Callable[[str, Any], Any]
+    check_id: str
+    help: str
+    env_var: str | None  # AIGW_BASE_URL
+    django_key: str  # settings.AIGW["BASE_URL"]
+    flask_key: str  # app.config["AIGW_BASE_URL"]
 
 
-def _optional_str(key: str, raw: object) -> str | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise ConfigurationError(key, raw, "must be a string")
-    return raw.strip() or None
-
-
-def _url(key: str, raw: object) -> str | None:
-    text = _optional_str(key, raw)
-    if text is None:
-        return None
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(key, raw, f"not a URL ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(key, raw, "must be an absolute http:// or https:// URL")
-    if url.query or url.fragment:
-        raise ConfigurationError(key, raw, "must not have a query or fragment")
-    return text.rstrip("/")
-
-
-def _urls(key: str, raw: object) -> tuple[str, ...]:
-    return tuple(u for item in _str_list(key, raw) if (u := _url(key, item)) is not None)
-
-
-def _api_key(key: str, raw: object) -> str | None:
-    text = _optional_str(key, raw)
-    if text is not None and any(c in text for c in "\r\n\0"):
-        raise ConfigurationError(key, "***", "must be a single line")
-    return text
-
-
-def _timeout(key: str, raw: object) -> float:
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigurationError(key, raw, "must be a positive number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigurationError(key, raw, "must be a positive number of seconds")
-    return value
-
-
-def _retries(key: str, raw: object) -> int:
-    if isinstance(raw, bool):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
-    try:
-        value: int = int(raw)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10") from None
-    if not 0 <= value <= 10 or (isinstance(raw, float) and raw != value):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
-    return value
-
-
-def _bool(key: str, raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-        return raw.strip().lower() in _TRUE
-    raise ConfigurationError(key, raw, "must be true or false")
-
-
-def _model_prefix(key: str, raw: object) -> str | None:
-    text = _optional_str(key, raw)
-    if text is not None:
-        text = text.strip("/")
-        if not text or "/" in text or any(c.isspace() for c in text):
-            raise ConfigurationError(key, raw, "must be one path segment such as 'openai'")
-    return text
-
-
-def _profile(key: str, raw: object) -> str:
-    if isinstance(raw, str) and raw.strip().lower() in PROFILES:
-        return raw.strip().lower()
-    raise ConfigurationError(key, raw, f"unknown header profile; use one of {', '.join(PROFILES)}")
-
-
-def _header_name(key: str, raw: object) -> str:
-    if isinstance(raw, str) and _TOKEN_RE.fullmatch(raw):
-        return raw
-    raise ConfigurationError(key, raw, "must be a valid HTTP header name")
-
-
-def _str_list(key: str, raw: object) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if isinstance(raw, (list, tuple, set, frozenset)):
-        items = tuple(raw)
-        if all(isinstance(item, str) for item in items):
-            return tuple(item.strip() for item in items)
-    raise ConfigurationError(key, raw, "must be a list of strings or a comma-separated string")
-
-
-def _header_names(key: str, raw: object) -> tuple[str, ...]:
-    names = _str_list(key, raw)
-    if not names:
-        raise ConfigurationError(key, raw, "must name at least one header")
-    return tuple(_header_name(key, name) for name in names)
-
-
-def _cidrs(key: str, raw: object) -> tuple[str, ...]:
-    out = []
-    for item in _str_list(key, raw):
-        try:
-            out.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            raise ConfigurationError(key, item, "not an IP address or CIDR network") from None
-    return tuple(out)
-
-
-def _resolver(key: str, raw: object) -> TenantResolver | None:
-    if raw is None or callable(raw):
-        return raw
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigurationError(key, raw, "must be a callable or a dotted path to one")
-    path = raw.strip()
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigurationError(key, raw, "must be a dotted path such as 'myapp.tenancy.resolve'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(key, raw, f"cannot be imported ({exc})") from None
-    if not callable(target):
-        raise ConfigurationError(key, raw, "does not name a callable")
-    return target  # type: ignore[no-any-return]
-
-
-def _extra_headers(key: str, raw: object) -> Mapping[str, str]:
-    if raw is None:
-        return {}
-    if isinstance(raw, str):  # from the environment: a JSON object
-        try:
-            raw = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise ConfigurationError(key, "***", "must be a JSON object of header names") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(key, "***", "must be a mapping of header names to values")
-    out: dict[str, str] = {}
-    for name, value in raw.items():
-        _header_name(key, name)
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ConfigurationError(key, name, "header values must be single-line strings")
-        out[name] = value
-    return out
-
-
-_PARSERS: Mapping[str, Callable[[str, Any], Any]] = {
-    "base_url": _url,
-    "api_key": _api_key,
-    "proxy": _url,
-    "timeout": _timeout,
-    "disable_proxy": _bool,
-    "max_retries": _retries,
-    "model_prefix": _model_prefix,
-    "header_profile": _profile,
-    "request_id_header": _header_name,
-    "tenant_header": _header_name,
-    "team_header": _header_name,
-    "incoming_request_id_headers": _header_names,
-    "trust_tenant_headers_from": _cidrs,
-    "tenant_resolver": _resolver,
-    "echo_request_id": _bool,
-    "propagate_to": _urls,
-    "extra_headers": _extra_headers,
+#: Every setting, in field order: the one source of the environment table, the Django checks,
+#: the Flask keys and the docs' tables.
+_SETTINGS: Mapping[str, _FieldSetting] = {
+    f.name: _FieldSetting(
+        name=f.name,
+        parse=setting.parse,
+        check_id=setting.check_id,
+        help=setting.help,
+        env_var=f"{_ENV_PREFIX}{f.name.upper()}" if setting.env else None,
+        django_key=f.name.upper(),
+        flask_key=f"{_ENV_PREFIX}{f.name.upper()}",
+    )
+    for f in dataclasses.fields(GatewayConfig)
+    for setting in [f.metadata[_METADATA_KEY]]
+}
+#: Fields that may come from the environment, by variable name.
+_ENV_VARS: Mapping[str, str] = {
+    s.env_var: name for name, s in _SETTINGS.items() if s.env_var is not None
 }

@@ -23,53 +23,47 @@ __all__ = [
     "CorrelationContext",
     "bind_context",
     "current_context",
-    "is_valid_label",
-    "is_valid_request_id",
-    "is_valid_user",
-    "make_context",
-    "new_request_id",
-    "reset_context",
-    "safe_context",
-    "set_context",
     "wrap",
 ]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-REQUEST_ID_MAX = 128
-LABEL_MAX = 64
-USER_MAX = 128
+_REQUEST_ID_MAX = 128
+_LABEL_MAX = 64
+_USER_MAX = 128
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
 
 
-def is_valid_request_id(value: object) -> bool:
+def _is_valid_request_id(value: object) -> bool:
     """True for 1 to 128 characters of ``[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*``."""
     return (
         isinstance(value, str)
-        and len(value) <= REQUEST_ID_MAX
+        and len(value) <= _REQUEST_ID_MAX
         and _REQUEST_ID_RE.fullmatch(value) is not None
     )
 
 
-def is_valid_label(value: object) -> bool:
+def _is_valid_label(value: object) -> bool:
     """True for a tenant or team: 1 to 64 characters of ``[A-Za-z0-9][A-Za-z0-9._:@-]*``."""
     return (
         isinstance(value, str)
-        and len(value) <= LABEL_MAX
+        and len(value) <= _LABEL_MAX
         and _LABEL_RE.fullmatch(value) is not None
     )
 
 
-def is_valid_user(value: object) -> bool:
+def _is_valid_user(value: object) -> bool:
     """True for an end user: the tenant charset, 1 to 128 characters (UUIDs, e-mail-like IDs)."""
     return (
-        isinstance(value, str) and len(value) <= USER_MAX and _LABEL_RE.fullmatch(value) is not None
+        isinstance(value, str)
+        and len(value) <= _USER_MAX
+        and _LABEL_RE.fullmatch(value) is not None
     )
 
 
-def new_request_id() -> str:
+def _new_request_id() -> str:
     """A fresh request ID: 32 lowercase hex characters."""
     return uuid.uuid4().hex
 
@@ -98,17 +92,19 @@ def current_context() -> CorrelationContext | None:
     return _current.get()
 
 
-def set_context(context: CorrelationContext | None) -> contextvars.Token[CorrelationContext | None]:
-    """Bind ``context`` and return the token; pass it to :func:`reset_context` in the same frame."""
+def _set_context(
+    context: CorrelationContext | None,
+) -> contextvars.Token[CorrelationContext | None]:
+    """Bind ``context`` and return the token; pass it to :func:`_reset_context` in the same frame."""
     return _current.set(context)
 
 
-def reset_context(token: contextvars.Token[CorrelationContext | None]) -> None:
-    """Restore what was bound before the matching :func:`set_context`."""
+def _reset_context(token: contextvars.Token[CorrelationContext | None]) -> None:
+    """Restore what was bound before the matching :func:`_set_context`."""
     _current.reset(token)
 
 
-def make_context(
+def _make_context(
     *,
     request_id: str | None = None,
     tenant: str | None = None,
@@ -121,8 +117,8 @@ def make_context(
     A session is never generated. Raises ``ValueError`` naming the field for an invalid value.
     """
     if request_id is None:
-        request_id = new_request_id()
-    elif not is_valid_request_id(request_id):
+        request_id = _new_request_id()
+    elif not _is_valid_request_id(request_id):
         raise ValueError(f"invalid request_id {str(request_id)[:64]!r}: {_REQUEST_ID_RULE}")
     for name, value in (("tenant", tenant), ("team", team), ("user", user), ("session", session)):
         valid, rule = _RULES[name]
@@ -135,31 +131,31 @@ _REQUEST_ID_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:;=@/+-]*"
 _LABEL_RULE = "1 to 64 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
 _USER_RULE = "1 to 128 characters of [A-Za-z0-9][A-Za-z0-9._:@-]*"
 _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "tenant": (is_valid_label, _LABEL_RULE),
-    "team": (is_valid_label, _LABEL_RULE),
-    "user": (is_valid_user, _USER_RULE),
-    "session": (is_valid_request_id, _REQUEST_ID_RULE),
+    "tenant": (_is_valid_label, _LABEL_RULE),
+    "team": (_is_valid_label, _LABEL_RULE),
+    "user": (_is_valid_user, _USER_RULE),
+    "session": (_is_valid_request_id, _REQUEST_ID_RULE),
 }
 
 
-def safe_context(context: CorrelationContext) -> CorrelationContext:
+def _safe_context(context: CorrelationContext) -> CorrelationContext:
     """``context`` itself when its values are valid; else a copy with an invalid request ID
     replaced by a fresh one and any other invalid value dropped (logged at WARNING).
 
-    For contexts made without validation (set directly with :func:`set_context`), before their
+    For contexts made without validation (set directly with :func:`_set_context`), before their
     values leave the process.
     """
     present = {name: getattr(context, name) for name in _RULES}
     present = {name: value for name, value in present.items() if value is not None}
     kept = {name: value for name, value in present.items() if _RULES[name][0](value)}
     request_id = context.request_id
-    if kept == present and is_valid_request_id(request_id):
+    if kept == present and _is_valid_request_id(request_id):
         return context
     logging.getLogger("aigw_middleware").warning(
         "aigw: the bound correlation context has invalid values; sending safe ones"
     )
     return CorrelationContext(
-        request_id if is_valid_request_id(request_id) else new_request_id(), **kept
+        request_id if _is_valid_request_id(request_id) else _new_request_id(), **kept
     )
 
 
@@ -178,7 +174,7 @@ def bind_context(
     ``ValueError`` for an invalid value. All five fields are bound: nothing of an outer context
     leaks in.
     """
-    context = make_context(
+    context = _make_context(
         request_id=request_id, tenant=tenant, team=team, user=user, session=session
     )
     token = _current.set(context)
@@ -188,7 +184,7 @@ def bind_context(
         _current.reset(token)
 
 
-def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Return ``fn`` bound to the caller's current context, for use in another thread.
 
     The context is captured now; each call runs in its own copy, so the wrapped function can
@@ -197,7 +193,7 @@ def wrap(fn: Callable[P, R]) -> Callable[P, R]:
     captured = contextvars.copy_context()
 
     @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         return captured.copy().run(fn, *args, **kwargs)
 
     return run
@@ -209,5 +205,5 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     ``map`` goes through ``submit`` and so carries the context as well.
     """
 
-    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+    def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Future[_R]:
         return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)

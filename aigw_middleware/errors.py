@@ -20,12 +20,9 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UpstreamError",
-    "classify",
-    "is_budget_error",
-    "parse_error_body",
 ]
 
-BUDGET_MARKERS = frozenset({"budget_exceeded", "insufficient_quota"})
+_BUDGET_MARKERS = frozenset({"budget_exceeded", "insufficient_quota"})
 _MESSAGE_MAX = 300
 
 
@@ -103,7 +100,7 @@ class ErrorBody:
         self.raw = raw
 
 
-def parse_error_body(content: bytes, reason: str = "") -> ErrorBody:
+def _parse_error_body(content: bytes, reason: str = "") -> ErrorBody:
     """Read an OpenAI-style error body, any other JSON, or plain text."""
     try:
         data: Any = json.loads(content) if content else None
@@ -136,9 +133,9 @@ def _cut(text: str) -> str:
     return text if len(text) <= _MESSAGE_MAX else text[: _MESSAGE_MAX - 1] + "…"
 
 
-def is_budget_error(status: int, body: ErrorBody) -> bool:
+def _is_budget_error(status: int, body: ErrorBody) -> bool:
     """Budget or quota exhaustion: 402, 412, or a body whose type or code says so."""
-    return status in (402, 412) or body.type in BUDGET_MARKERS or body.code in BUDGET_MARKERS
+    return status in (402, 412) or body.type in _BUDGET_MARKERS or body.code in _BUDGET_MARKERS
 
 
 class GatewayStatusError(GatewayError):
@@ -221,9 +218,9 @@ _BY_STATUS: Mapping[int, type[GatewayStatusError]] = {
 }
 
 
-def classify(status: int, body: ErrorBody) -> type[GatewayStatusError]:
+def _classify(status: int, body: ErrorBody) -> type[GatewayStatusError]:
     """The exception class for an error response."""
-    if is_budget_error(status, body):
+    if _is_budget_error(status, body):
         return BudgetExceededError
     if status >= 500:
         return UpstreamError

@@ -9,6 +9,7 @@ app's ``AIGW_*`` config inside its app context.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,26 +26,26 @@ from werkzeug.datastructures import EnvironHeaders
 from ._shared import SharedClients, activate, deactivate
 from .client import AsyncGatewayClient, GatewayClient
 from .config import GatewayConfig, TenantResolver
-from .context import CorrelationContext, reset_context, set_context
+from .context import CorrelationContext, _reset_context, _set_context
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["AIGateway", "AIGatewayState"]
+__all__ = ["AIGateway"]
 
-#: The key of :class:`AIGatewayState` in ``app.extensions``.
-EXTENSION_KEY = "aigw"
+#: The key of :class:`_AIGatewayState` in ``app.extensions``.
+_EXTENSION_KEY = "aigw"
 #: The request's context in the WSGI environ: set by the middleware, refined by the resolver.
-ENVIRON_KEY = "aigw.context"
-CONFIG_PREFIX = "AIGW_"
+_ENVIRON_KEY = "aigw.context"
+_CONFIG_PREFIX = "AIGW_"
 # Where an app context keeps the tokens of its activation of the app's shared clients.
 _TOKENS_ATTRIBUTE = "_aigw_clients_tokens"
 
 
 @dataclass(frozen=True, slots=True)
-class AIGatewayState:
+class _AIGatewayState:
     """What :meth:`AIGateway.init_app` keeps in ``app.extensions["aigw"]`` for one app."""
 
     config: GatewayConfig
@@ -88,7 +89,7 @@ class AIGateway:
         for an invalid or unknown ``AIGW_*`` value, and ``RuntimeError`` when the app already
         has the extension.
         """
-        if EXTENSION_KEY in app.extensions:
+        if _EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 f"AIGateway is already registered on the Flask app {app.name!r}; "
                 "call init_app once per app and share that extension instance."
@@ -96,9 +97,9 @@ class AIGateway:
         overrides: dict[str, Any] = {}
         if self._tenant_resolver is not None:
             overrides["tenant_resolver"] = self._tenant_resolver
-        config = GatewayConfig.from_mapping(app.config, prefix=CONFIG_PREFIX, **overrides)
-        state = AIGatewayState(config, InboundPolicy.from_config(config), SharedClients(config))
-        app.extensions[EXTENSION_KEY] = state
+        config = GatewayConfig.from_mapping(app.config, prefix=_CONFIG_PREFIX, **overrides)
+        state = _AIGatewayState(config, InboundPolicy.from_config(config), SharedClients(config))
+        app.extensions[_EXTENSION_KEY] = state
         # Apps made per test by a factory would otherwise leave the sync client's sockets open.
         weakref.finalize(app, state.clients.close)
         # Wrapping wsgi_app (not a before_request hook) binds the context before Flask runs any
@@ -121,10 +122,10 @@ class AIGateway:
         return _app_state(current_app).clients.async_client()
 
 
-def _app_state(app: Flask) -> AIGatewayState:
+def _app_state(app: Flask) -> _AIGatewayState:
     """The extension's state for ``app``; ``RuntimeError`` when it was never registered."""
-    state = app.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, AIGatewayState):
+    state = app.extensions.get(_EXTENSION_KEY)
+    if not isinstance(state, _AIGatewayState):
         raise RuntimeError(
             f"AIGateway is not registered on the Flask app {app.name!r}; call init_app(app) first."
         )
@@ -138,7 +139,7 @@ class _CorrelationMiddleware:
     frame once Flask has produced the response; the body is then iterated with it bound again.
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, state: AIGatewayState) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, state: _AIGatewayState) -> None:
         self.wsgi_app = wsgi_app
         self._state = state
 
@@ -150,18 +151,18 @@ class _CorrelationMiddleware:
         else:
             # Tenant and team are decided once, by _resolve_tenant, which has Flask's request.
             context = CorrelationContext(policy.request_id(get_header))
-        environ[ENVIRON_KEY] = context
+        environ[_ENVIRON_KEY] = context
         if config.echo_request_id:
             start_response = _echoing(start_response, config.request_id_header, context.request_id)
-        token = set_context(context)
+        token = _set_context(context)
         try:
             body = self.wsgi_app(environ, start_response)
         finally:
-            reset_context(token)
+            _reset_context(token)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return body  # left as it is so the server can use sendfile; no app code runs there
-        return _BoundBody(body, environ[ENVIRON_KEY], self._state.clients)
+        return _BoundBody(body, environ[_ENVIRON_KEY], self._state.clients)
 
 
 class _BoundBody:
@@ -185,7 +186,7 @@ class _BoundBody:
         return self
 
     def __next__(self) -> bytes:
-        token = set_context(self._context)
+        token = _set_context(self._context)
         clients_token = activate(self._clients)
         try:
             if self._iterator is None:
@@ -193,20 +194,20 @@ class _BoundBody:
             return next(self._iterator)
         finally:
             deactivate(clients_token)
-            reset_context(token)
+            _reset_context(token)
 
     def close(self) -> None:
         """Close the wrapped body with the context bound."""
         close = getattr(self._body, "close", None)
         if close is None:
             return
-        token = set_context(self._context)
+        token = _set_context(self._context)
         clients_token = activate(self._clients)
         try:
             close()
         finally:
             deactivate(clients_token)
-            reset_context(token)
+            _reset_context(token)
 
 
 def _direct_peer(environ: WSGIEnvironment) -> str | None:
@@ -222,22 +223,22 @@ def _direct_peer(environ: WSGIEnvironment) -> str | None:
 def _resolve_tenant() -> None:
     """The first ``before_request`` function: tenant and team from the resolver and headers."""
     environ = request.environ
-    context = environ.get(ENVIRON_KEY)
+    context = environ.get(_ENVIRON_KEY)
     if not isinstance(context, CorrelationContext):
         return  # not dispatched through app.wsgi_app, e.g. test_request_context()
     policy = _app_state(current_app).policy
     tenant, team = policy.tenant_and_team(request.headers.get, _direct_peer(environ), request)
     context = CorrelationContext(context.request_id, tenant, team)
-    environ[ENVIRON_KEY] = context
+    environ[_ENVIRON_KEY] = context
     # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which
     # restores what was bound before the request and so also undoes this refinement.
-    set_context(context)
+    _set_context(context)
 
 
 def _activate_app_clients(app: Flask, **_: Any) -> None:
     """On every push of an app context (a request's included): the app's clients are active."""
-    state = app.extensions.get(EXTENSION_KEY)
-    if isinstance(state, AIGatewayState):
+    state = app.extensions.get(_EXTENSION_KEY)
+    if isinstance(state, _AIGatewayState):
         tokens = g.__dict__.setdefault(_TOKENS_ATTRIBUTE, [])
         tokens.append(activate(state.clients))
 
@@ -246,7 +247,10 @@ def _deactivate_app_clients(exc: BaseException | None) -> None:
     """At the teardown of the app context, in the frame that pushed it: undo the activations."""
     tokens = g.__dict__.pop(_TOKENS_ATTRIBUTE, [])
     for token in reversed(tokens):
-        deactivate(token)
+        # A context pushed and popped in different contextvars contexts cannot be reset there;
+        # that must not fail the teardown (and the response) of the request.
+        with contextlib.suppress(ValueError):
+            deactivate(token)
 
 
 def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:

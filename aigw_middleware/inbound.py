@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import GatewayConfig, TenantResolver
-from .context import CorrelationContext, is_valid_label, is_valid_request_id, new_request_id
-from .log import escape_for_log
+from .context import CorrelationContext, _is_valid_label, _is_valid_request_id, _new_request_id
+from .log import _escape_for_log
 
 __all__ = ["HeaderGetter", "InboundPolicy"]
 
-logger = logging.getLogger("aigw_middleware")
+_logger = logging.getLogger("aigw_middleware")
 
 #: Returns the value of a request header (repeated headers joined with ", "), or None.
 HeaderGetter = Callable[[str], "str | None"]
@@ -26,7 +26,7 @@ HeaderGetter = Callable[[str], "str | None"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The keys a tenant resolver's mapping may have.
-RESOLVER_KEYS = ("tenant", "team")
+_RESOLVER_KEYS = ("tenant", "team")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,14 @@ class InboundPolicy:
             value = get_header(name)
             if value is None:
                 continue
-            if is_valid_request_id(value):
+            if _is_valid_request_id(value):
                 return value
-            logger.warning(
+            _logger.warning(
                 "aigw: ignored invalid incoming %s header %s; generated a new request ID",
                 name,
-                escape_for_log(value),
+                _escape_for_log(value),
             )
-        return new_request_id()
+        return _new_request_id()
 
     def trusts(self, peer: str | None) -> bool:
         """True when the direct peer address may set tenant and team by header."""
@@ -100,15 +100,15 @@ class InboundPolicy:
         try:
             result = self.resolver(request)
         except Exception:
-            logger.exception("aigw: tenant resolver failed; continuing without tenant and team")
+            _logger.exception("aigw: tenant resolver failed; continuing without tenant and team")
             return None, None
         values = _resolver_values(result)
         if values is None:
-            logger.error(
+            _logger.error(
                 "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with the "
                 "keys %s, or None; continuing without tenant and team",
                 _described(result),
-                " and ".join(RESOLVER_KEYS),
+                " and ".join(_RESOLVER_KEYS),
             )
             return None, None
         tenant, team = values
@@ -132,7 +132,7 @@ def _resolver_values(result: object) -> tuple[object, object] | None:
     if result is None:
         return None, None
     if isinstance(result, Mapping):
-        if not set(result).issubset(RESOLVER_KEYS):
+        if not set(result).issubset(_RESOLVER_KEYS):
             return None
         values = (result.get("tenant"), result.get("team"))
     elif isinstance(result, (tuple, list)) and len(result) == 2:
@@ -152,7 +152,7 @@ def _described(result: object) -> str:
     """What a refused resolver result was, without its values (they may be personal data)."""
     kind = type(result).__name__
     if isinstance(result, Mapping):
-        if not set(result).issubset(RESOLVER_KEYS):
+        if not set(result).issubset(_RESOLVER_KEYS):
             return f"a {kind} with other keys"
         return f"a {kind} with a value that is not a string"
     if isinstance(result, (tuple, list)):
@@ -167,7 +167,7 @@ def _label(name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    if is_valid_label(value):
+    if _is_valid_label(value):
         return value
-    logger.warning("aigw: dropped invalid %s value %s", name, escape_for_log(value))
+    _logger.warning("aigw: dropped invalid %s value %s", name, _escape_for_log(value))
     return None

@@ -13,19 +13,11 @@ from typing import Any
 
 from .context import CorrelationContext, current_context
 
-__all__ = [
-    "CorrelationFilter",
-    "correlation_fields",
-    "escape_for_log",
-    "fields_of",
-    "log_attempt",
-    "logger",
-    "structlog_processor",
-]
+__all__ = ["CorrelationFilter", "structlog_processor"]
 
-logger = logging.getLogger("aigw_middleware")
+_logger = logging.getLogger("aigw_middleware")
 
-UNBOUND = "-"
+_UNBOUND = "-"
 
 
 class CorrelationFilter(logging.Filter):
@@ -38,12 +30,12 @@ class CorrelationFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in correlation_fields().items():
+        for key, value in _correlation_fields().items():
             record.__dict__.setdefault(key, value)
         return True
 
 
-def log_attempt(
+def _log_attempt(
     *,
     method: str,
     target: str,
@@ -55,8 +47,8 @@ def log_attempt(
     level: int = logging.INFO,
 ) -> None:
     """One structured record for one outbound attempt. ``target`` is host and path only."""
-    fields = fields_of(context)
-    logger.log(
+    fields = _fields_of(context)
+    _logger.log(
         level,
         "aigw %s %s -> %s attempt=%d %.1fms %s request_id=%s tenant=%s team=%s",
         method,
@@ -90,27 +82,27 @@ def structlog_processor(
 
         structlog.configure(processors=[structlog_processor, structlog.processors.JSONRenderer()])
     """
-    for key, value in correlation_fields().items():
+    for key, value in _correlation_fields().items():
         event_dict.setdefault(key, value)
     return event_dict
 
 
-def escape_for_log(value: str, limit: int = 64) -> str:
+def _escape_for_log(value: str, limit: int = 64) -> str:
     """An untrusted value made safe for one log line: cut to ``limit`` characters, escaped."""
     return repr(value[:limit])
 
 
-def correlation_fields() -> dict[str, str]:
+def _correlation_fields() -> dict[str, str]:
     """``request_id``, ``tenant`` and ``team`` of the bound context, ``-`` where unbound."""
-    return fields_of(current_context())
+    return _fields_of(current_context())
 
 
-def fields_of(context: CorrelationContext | None) -> dict[str, str]:
+def _fields_of(context: CorrelationContext | None) -> dict[str, str]:
     """The three log fields of ``context`` (``-`` for None values or no context)."""
     if context is None:
-        return {"request_id": UNBOUND, "tenant": UNBOUND, "team": UNBOUND}
+        return {"request_id": _UNBOUND, "tenant": _UNBOUND, "team": _UNBOUND}
     return {
         "request_id": context.request_id,
-        "tenant": context.tenant or UNBOUND,
-        "team": context.team or UNBOUND,
+        "tenant": context.tenant or _UNBOUND,
+        "team": context.team or _UNBOUND,
     }

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -45,13 +45,16 @@ class _KeepsGatewayConfig:
     gateway_config: GatewayConfig
     base_url: Any
 
-    def copy(self, *args: Any, **kwargs: Any) -> Any:
-        """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
-        copied = super().copy(*args, **kwargs)  # type: ignore[misc]
-        copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
-        return copied
+    # Hidden from type checkers, which then see the SDK's own typed signatures (``Self``).
+    if not TYPE_CHECKING:
 
-    with_options = copy
+        def copy(self, *args, **kwargs):
+            """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
+            copied = super().copy(*args, **kwargs)
+            copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
+            return copied
+
+        with_options = copy
 
 
 class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
@@ -67,11 +70,13 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
         self.gateway_config = _config_for(config, kwargs)
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=False))
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        if current_context() is not None:
-            return super().request(*args, **kwargs)
-        with bind_context():
-            return super().request(*args, **kwargs)
+    if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
+
+        def request(self, *args, **kwargs):
+            if current_context() is not None:
+                return super().request(*args, **kwargs)
+            with bind_context():
+                return super().request(*args, **kwargs)
 
     def _prepare_options(self, options: Any) -> Any:
         return super()._prepare_options(_with_model_prefix(self.gateway_config, options))
@@ -84,11 +89,13 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
         self.gateway_config = _config_for(config, kwargs)
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=True))
 
-    async def request(self, *args: Any, **kwargs: Any) -> Any:
-        if current_context() is not None:
-            return await super().request(*args, **kwargs)
-        with bind_context():
-            return await super().request(*args, **kwargs)
+    if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
+
+        async def request(self, *args, **kwargs):
+            if current_context() is not None:
+                return await super().request(*args, **kwargs)
+            with bind_context():
+                return await super().request(*args, **kwargs)
 
     async def _prepare_options(self, options: Any) -> Any:
         return await super()._prepare_options(_with_model_prefix(self.gateway_config, options))

@@ -6,7 +6,7 @@ profile adds that gateway's own names, so its logs, analytics, budgets and rate 
 same values. Each profile is data: which native header carries which bound field, which headers
 get a fresh UUID on every attempt, which JSON body fields it fills, its options; plus at most one
 small function for what data cannot say (a JSON metadata header, a header that depends on
-another field). Adding a gateway is one entry in :data:`PROFILES` and its tests.
+another field). Adding a gateway is one entry in :data:`_PROFILES` and its tests.
 
 The README's gateway table says where each mapping comes from and which gateway versions it was
 checked against.
@@ -23,21 +23,15 @@ from typing import Any, Literal, TypeVar
 
 from .context import CorrelationContext
 
-__all__ = [
-    "PROFILES",
-    "CorrelationNames",
-    "Field",
-    "HeaderProfile",
-    "get_profile",
-]
+__all__: list[str] = []
 
 #: A field of :class:`~aigw_middleware.context.CorrelationContext`.
-Field = Literal["request_id", "tenant", "team", "user", "session"]
-Headers = list[tuple[str, str]]
+_Field = Literal["request_id", "tenant", "team", "user", "session"]
+_Headers = list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
-class CorrelationNames:
+class _CorrelationNames:
     """The configured names of the generic headers."""
 
     request_id: str = "X-AI-Request-Id"
@@ -46,7 +40,7 @@ class CorrelationNames:
     user: str = "X-AI-User"
     session: str = "X-AI-Session"
 
-    def pairs(self) -> tuple[tuple[str, Field], ...]:
+    def pairs(self) -> tuple[tuple[str, _Field], ...]:
         """Each generic header name with the field it carries, request ID first."""
         return (
             (self.request_id, "request_id"),
@@ -57,9 +51,9 @@ class CorrelationNames:
         )
 
 
-def _bound(context: CorrelationContext) -> dict[Field, str]:
-    """The fields of ``context`` that have a value, in the order of :class:`CorrelationNames`."""
-    values: dict[Field, str | None] = {
+def _bound(context: CorrelationContext) -> dict[_Field, str]:
+    """The fields of ``context`` that have a value, in the order of :class:`_CorrelationNames`."""
+    values: dict[_Field, str | None] = {
         "request_id": context.request_id,
         "tenant": context.tenant,
         "team": context.team,
@@ -70,14 +64,14 @@ def _bound(context: CorrelationContext) -> dict[Field, str]:
 
 
 #: ``(bound fields, generic names, options) -> headers``: the one function a profile may have.
-Extra = Callable[[Mapping[Field, str], CorrelationNames, Mapping[str, str]], Headers]
+_Extra = Callable[[Mapping[_Field, str], _CorrelationNames, Mapping[str, str]], _Headers]
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VALUE_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?")
 
 
 @dataclass(frozen=True, slots=True)
-class HeaderProfile:
+class _HeaderProfile:
     """A gateway's native attribution headers (and body fields), as data.
 
     ``fields`` maps a native header to the bound field it carries; a name in braces, such as
@@ -89,14 +83,14 @@ class HeaderProfile:
     """
 
     name: str
-    fields: tuple[tuple[str, Field], ...] = ()
+    fields: tuple[tuple[str, _Field], ...] = ()
     fresh: tuple[str, ...] = ()
-    extra: Extra | None = None
+    extra: _Extra | None = None
     extra_names: tuple[str, ...] = ()
-    body: tuple[tuple[str, Field], ...] = ()
+    body: tuple[tuple[str, _Field], ...] = ()
     options: Mapping[str, str] = field(default_factory=dict)
 
-    def configured(self, options: Mapping[str, str] | None = None) -> HeaderProfile:
+    def configured(self, options: Mapping[str, str] | None = None) -> _HeaderProfile:
         """This profile with ``options`` applied over its current ones.
 
         Raises ``ValueError`` naming the option for an unknown option or an invalid value.
@@ -111,7 +105,7 @@ class HeaderProfile:
             merged[key] = _option_value(self.name, key, self.options[key], value)
         return replace(self, options=merged)
 
-    def _fields(self) -> tuple[tuple[str, Field], ...]:
+    def _fields(self) -> tuple[tuple[str, _Field], ...]:
         return tuple((header.format_map(self.options), source) for header, source in self.fields)
 
     @property
@@ -122,7 +116,7 @@ class HeaderProfile:
         """
         return (*(header for header, _ in self._fields()), *self.fresh, *self.extra_names)
 
-    def headers(self, context: CorrelationContext, names: CorrelationNames) -> Headers:
+    def headers(self, context: CorrelationContext, names: _CorrelationNames) -> _Headers:
         """All correlation headers for one outgoing HTTP request (one attempt or redirect hop)."""
         bound = _bound(context)
         out = [(name, bound[source]) for name, source in names.pairs() if source in bound]
@@ -165,8 +159,8 @@ def _json(values: Mapping[_Key, str]) -> str:
 
 
 def _helicone(
-    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
-) -> Headers:
+    bound: Mapping[_Field, str], names: _CorrelationNames, options: Mapping[str, str]
+) -> _Headers:
     # A path and a name only mean something inside a session; empty options are not sent.
     if "session" not in bound:
         return []
@@ -178,7 +172,7 @@ def _helicone(
 
 
 #: Portkey's special metadata key for the end user; its other keys are free-form.
-_PORTKEY_KEYS: dict[Field, str] = {
+_PORTKEY_KEYS: dict[_Field, str] = {
     "request_id": "request_id",
     "tenant": "tenant",
     "team": "team",
@@ -188,8 +182,8 @@ _PORTKEY_KEYS: dict[Field, str] = {
 
 
 def _portkey(
-    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
-) -> Headers:
+    bound: Mapping[_Field, str], names: _CorrelationNames, options: Mapping[str, str]
+) -> _Headers:
     # Portkey forwards upstream only the headers named here; absent ones are skipped, so all
     # generic names are listed and a value set explicitly on one call is forwarded too.
     forward = ",".join(name.lower() for name, _ in names.pairs())
@@ -198,8 +192,8 @@ def _portkey(
 
 
 def _litellm(
-    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
-) -> Headers:
+    bound: Mapping[_Field, str], names: _CorrelationNames, options: Mapping[str, str]
+) -> _Headers:
     out = []
     # LiteLLM takes x-litellm-trace-id as its session too, and prefers it over
     # x-litellm-session-id; with a bound session only the session header is sent.
@@ -215,20 +209,20 @@ def _litellm(
 
 #: Cloudflare keeps the first five metadata entries; the context has exactly five fields, so
 #: all fit. The order says which win should a sixth ever be added.
-_CLOUDFLARE_ORDER: tuple[Field, ...] = ("request_id", "tenant", "team", "user", "session")
+_CLOUDFLARE_ORDER: tuple[_Field, ...] = ("request_id", "tenant", "team", "user", "session")
 _CLOUDFLARE_MAX_ENTRIES = 5
 
 
 def _cloudflare(
-    bound: Mapping[Field, str], names: CorrelationNames, options: Mapping[str, str]
-) -> Headers:
+    bound: Mapping[_Field, str], names: _CorrelationNames, options: Mapping[str, str]
+) -> _Headers:
     kept = [key for key in _CLOUDFLARE_ORDER if key in bound][:_CLOUDFLARE_MAX_ENTRIES]
     return [("cf-aig-metadata", _json({key: bound[key] for key in kept}))]
 
 
-PROFILES: dict[str, HeaderProfile] = {
-    "generic": HeaderProfile("generic"),
-    "helicone": HeaderProfile(
+_PROFILES: dict[str, _HeaderProfile] = {
+    "generic": _HeaderProfile("generic"),
+    "helicone": _HeaderProfile(
         "helicone",
         fields=(
             ("Helicone-Property-Request-Id", "request_id"),
@@ -241,13 +235,13 @@ PROFILES: dict[str, HeaderProfile] = {
         extra_names=("Helicone-Session-Path", "Helicone-Session-Name"),
         options={"session_path": "", "session_name": ""},
     ),
-    "portkey": HeaderProfile(
+    "portkey": _HeaderProfile(
         "portkey",
         fields=(("x-portkey-trace-id", "request_id"),),
         extra=_portkey,
         extra_names=("x-portkey-metadata", "x-portkey-forward-headers"),
     ),
-    "litellm": HeaderProfile(
+    "litellm": _HeaderProfile(
         "litellm",
         fields=(("x-litellm-session-id", "session"), ("x-litellm-end-user-id", "user")),
         fresh=("x-litellm-call-id",),
@@ -255,19 +249,19 @@ PROFILES: dict[str, HeaderProfile] = {
         extra_names=("x-litellm-trace-id", "x-litellm-spend-logs-metadata", "x-litellm-tags"),
         options={"send_tags": "false"},
     ),
-    "cloudflare": HeaderProfile("cloudflare", extra=_cloudflare, extra_names=("cf-aig-metadata",)),
-    "bifrost": HeaderProfile(
+    "cloudflare": _HeaderProfile("cloudflare", extra=_cloudflare, extra_names=("cf-aig-metadata",)),
+    "bifrost": _HeaderProfile(
         "bifrost",
         fields=(("x-bf-user-id", "user"),),
         # Bifrost keys its log entry on x-request-id: a repeated value would merge attempts.
         fresh=("x-request-id",),
     ),
-    "envoy": HeaderProfile(
+    "envoy": _HeaderProfile(
         "envoy",
         fields=(("{tenant_header}", "tenant"), ("{session_header}", "session")),
         options={"tenant_header": "x-tenant-id", "session_header": "agent-session-id"},
     ),
-    "openrouter": HeaderProfile(
+    "openrouter": _HeaderProfile(
         "openrouter",
         fields=(("x-session-id", "session"),),
         body=(("user", "user"), ("session_id", "session")),
@@ -275,9 +269,9 @@ PROFILES: dict[str, HeaderProfile] = {
 }
 
 
-def get_profile(name: str, options: Mapping[str, str] | None = None) -> HeaderProfile:
+def _get_profile(name: str, options: Mapping[str, str] | None = None) -> _HeaderProfile:
     """The profile called ``name`` with ``options`` applied.
 
     ``KeyError`` when there is no such profile; ``ValueError`` for a bad option.
     """
-    return PROFILES[name].configured(options)
+    return _PROFILES[name].configured(options)

@@ -8,23 +8,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = [
-    "MAX_RETRY_AFTER",
-    "RETRYABLE_STATUSES",
-    "RetryDecision",
-    "backoff_delay",
-    "decide",
-    "parse_retry_after",
-]
+__all__: list[str] = []
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 60.0
-INITIAL_DELAY = 0.5
-MAX_DELAY = 8.0
+_RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER = 60.0
+_INITIAL_DELAY = 0.5
+_MAX_DELAY = 8.0
 
 
 @dataclass(frozen=True, slots=True)
-class RetryDecision:
+class _RetryDecision:
     """Whether to try again, after how many seconds, and the server's ``retry_after`` if any."""
 
     retry: bool
@@ -33,13 +26,13 @@ class RetryDecision:
     reason: str = ""
 
 
-def backoff_delay(retry: int, *, rand: Callable[[], float] = random.random) -> float:
+def _backoff_delay(retry: int, *, rand: Callable[[], float] = random.random) -> float:
     """Seconds before retry number ``retry`` (0-based): ``min(0.5 * 2**retry, 8)``, minus up to 25%."""
-    base = min(INITIAL_DELAY * 2.0**retry, MAX_DELAY)
+    base = min(_INITIAL_DELAY * 2.0**retry, _MAX_DELAY)
     return base * (1.0 - 0.25 * rand())
 
 
-def parse_retry_after(
+def _parse_retry_after(
     headers: Mapping[str, str], *, now: Callable[[], float] = time.time
 ) -> float | None:
     """Seconds the server asked to wait: ``retry-after-ms``, then ``Retry-After`` (seconds or date).
@@ -70,7 +63,7 @@ def parse_retry_after(
     return seconds if seconds >= 0 else None
 
 
-def decide(
+def _decide(
     *,
     status: int | None,
     headers: Mapping[str, str] | None,
@@ -78,33 +71,33 @@ def decide(
     max_retries: int,
     budget: bool = False,
     rand: Callable[[], float] = random.random,
-) -> RetryDecision:
+) -> _RetryDecision:
     """Decide about one failed attempt.
 
     ``status`` is None for a connect error or timeout. Budget errors are never retried; a
-    ``Retry-After`` over :data:`MAX_RETRY_AFTER` fails at once; ``x-should-retry`` overrides the
+    ``Retry-After`` over :data:`_MAX_RETRY_AFTER` fails at once; ``x-should-retry`` overrides the
     status rule.
     """
-    retry_after = parse_retry_after(headers) if headers is not None else None
+    retry_after = _parse_retry_after(headers) if headers is not None else None
     if budget:
-        return RetryDecision(False, retry_after=retry_after, reason="budget exhausted")
+        return _RetryDecision(False, retry_after=retry_after, reason="budget exhausted")
     should = headers.get("x-should-retry") if headers is not None else None
     if should == "false":
         retryable = False
     elif should == "true":
         retryable = True
     else:
-        retryable = status is None or status in RETRYABLE_STATUSES
+        retryable = status is None or status in _RETRYABLE_STATUSES
     if not retryable:
-        return RetryDecision(False, retry_after=retry_after, reason="not retryable")
+        return _RetryDecision(False, retry_after=retry_after, reason="not retryable")
     if retries_done >= max_retries:
-        return RetryDecision(False, retry_after=retry_after, reason="retries exhausted")
+        return _RetryDecision(False, retry_after=retry_after, reason="retries exhausted")
     if retry_after is not None:
-        if retry_after > MAX_RETRY_AFTER:
-            return RetryDecision(
+        if retry_after > _MAX_RETRY_AFTER:
+            return _RetryDecision(
                 False,
                 retry_after=retry_after,
-                reason=f"Retry-After {retry_after:g}s exceeds {MAX_RETRY_AFTER:g}s",
+                reason=f"Retry-After {retry_after:g}s exceeds {_MAX_RETRY_AFTER:g}s",
             )
-        return RetryDecision(True, retry_after, retry_after, "retry-after")
-    return RetryDecision(True, backoff_delay(retries_done, rand=rand), None, "backoff")
+        return _RetryDecision(True, retry_after, retry_after, "retry-after")
+    return _RetryDecision(True, _backoff_delay(retries_done, rand=rand), None, "backoff")

@@ -20,28 +20,22 @@ import httpx
 from .config import GatewayConfig
 from .context import (
     CorrelationContext,
+    _is_valid_label,
+    _is_valid_request_id,
+    _is_valid_user,
+    _new_request_id,
+    _safe_context,
     current_context,
-    is_valid_label,
-    is_valid_request_id,
-    is_valid_user,
-    new_request_id,
-    safe_context,
 )
-from .log import escape_for_log, log_attempt, logger
-from .profiles import CorrelationNames, Field, get_profile
+from .log import _escape_for_log, _log_attempt, _logger
+from .profiles import _CorrelationNames, _Field, _get_profile
 
-__all__ = [
-    "ATTEMPT_EXTENSION",
-    "CONTEXT_EXTENSION",
-    "AsyncCorrelationTransport",
-    "CorrelationTransport",
-    "HeaderInjector",
-]
+__all__ = ["AsyncCorrelationTransport", "CorrelationTransport"]
 
 #: Request extension holding the CorrelationContext of one logical call (shared by its retries).
-CONTEXT_EXTENSION = "aigw.context"
+_CONTEXT_EXTENSION = "aigw.context"
 #: Request extension holding the attempt number of one logical call (1 for the first).
-ATTEMPT_EXTENSION = "aigw.attempt"
+_ATTEMPT_EXTENSION = "aigw.attempt"
 _INJECTED_EXTENSION = "aigw.injected"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,15 +67,15 @@ class _Target:
         return not self.path or path == self.path or path.startswith(self.path + "/")
 
 
-class HeaderInjector:
+class _HeaderInjector:
     """The per-hop header rule, shared by the sync and async transports."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.names = CorrelationNames(
+        self.names = _CorrelationNames(
             config.request_id_header, config.tenant_header, config.team_header
         )
-        self.profile = get_profile(config.header_profile)
+        self.profile = _get_profile(config.header_profile)
         self._generic = {name.lower(): source for name, source in self.names.pairs()}
         self._managed = frozenset(
             name.lower() for name in (*self._generic, *self.profile.native_names)
@@ -123,27 +117,27 @@ class HeaderInjector:
     def _explicit_ok(self, key: str, value: str) -> bool:
         ok = _VALID[self._generic[key]](value)
         if not ok:
-            logger.warning(
-                "aigw: dropped invalid explicit %s header %s", key, escape_for_log(value)
+            _logger.warning(
+                "aigw: dropped invalid explicit %s header %s", key, _escape_for_log(value)
             )
         return ok
 
 
-_VALID: dict[Field, Callable[[object], bool]] = {
-    "request_id": is_valid_request_id,
-    "tenant": is_valid_label,
-    "team": is_valid_label,
-    "user": is_valid_user,
-    "session": is_valid_request_id,
+_VALID: dict[_Field, Callable[[object], bool]] = {
+    "request_id": _is_valid_request_id,
+    "tenant": _is_valid_label,
+    "team": _is_valid_label,
+    "user": _is_valid_user,
+    "session": _is_valid_request_id,
 }
 
 
 def _context_of(request: httpx.Request) -> CorrelationContext:
-    found: Any = request.extensions.get(CONTEXT_EXTENSION)
+    found: Any = request.extensions.get(_CONTEXT_EXTENSION)
     context = found if isinstance(found, CorrelationContext) else current_context()
-    context = safe_context(context or CorrelationContext(new_request_id()))
+    context = _safe_context(context or CorrelationContext(_new_request_id()))
     if context is not found:
-        request.extensions[CONTEXT_EXTENSION] = context
+        request.extensions[_CONTEXT_EXTENSION] = context
     return context
 
 
@@ -160,10 +154,10 @@ def _log(
     outcome: str,
 ) -> None:
     level = logging.INFO if status is not None and status < 400 else logging.WARNING
-    if not logger.isEnabledFor(level):
+    if not _logger.isEnabledFor(level):
         return
-    attempt = request.extensions.get(ATTEMPT_EXTENSION, 1)
-    log_attempt(
+    attempt = request.extensions.get(_ATTEMPT_EXTENSION, 1)
+    _log_attempt(
         method=request.method,
         target=_target_of(request.url),
         status=status,
@@ -180,7 +174,7 @@ class CorrelationTransport(httpx.BaseTransport):
 
     def __init__(self, inner: httpx.BaseTransport, config: GatewayConfig) -> None:
         self.inner = inner
-        self.injector = HeaderInjector(config)
+        self.injector = _HeaderInjector(config)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         context = self.injector.prepare(request)
@@ -202,7 +196,7 @@ class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport, config: GatewayConfig) -> None:
         self.inner = inner
-        self.injector = HeaderInjector(config)
+        self.injector = _HeaderInjector(config)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         context = self.injector.prepare(request)

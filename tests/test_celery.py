@@ -18,7 +18,7 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection
 
 from aigw_middleware import bind_context, current_context, get_client
-from aigw_middleware.celery import REQUEST_ID_HEADER, TEAM_HEADER, TENANT_HEADER, install
+from aigw_middleware.celery import _REQUEST_ID_HEADER, _TEAM_HEADER, _TENANT_HEADER, install
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.testing import FakeGateway
@@ -121,33 +121,33 @@ def test_published_task_message_carries_the_bound_request_id_tenant_and_team() -
     with bind_context(request_id=REQUEST_ID, tenant="acme", team="search"):
         headers = published_headers(lambda task: task.delay())
 
-    assert headers[REQUEST_ID_HEADER] == REQUEST_ID
-    assert headers[TENANT_HEADER] == "acme"
-    assert headers[TEAM_HEADER] == "search"
+    assert headers[_REQUEST_ID_HEADER] == REQUEST_ID
+    assert headers[_TENANT_HEADER] == "acme"
+    assert headers[_TEAM_HEADER] == "search"
 
 
 def test_task_published_outside_any_context_carries_no_correlation_headers() -> None:
     headers = published_headers(lambda task: task.delay())
 
-    assert not {REQUEST_ID_HEADER, TENANT_HEADER, TEAM_HEADER} & headers.keys()
+    assert not {_REQUEST_ID_HEADER, _TENANT_HEADER, _TEAM_HEADER} & headers.keys()
 
 
 def test_absent_tenant_and_team_are_left_out_of_the_message() -> None:
     with bind_context(request_id=REQUEST_ID):
         headers = published_headers(lambda task: task.delay())
 
-    assert headers[REQUEST_ID_HEADER] == REQUEST_ID
-    assert not {TENANT_HEADER, TEAM_HEADER} & headers.keys()
+    assert headers[_REQUEST_ID_HEADER] == REQUEST_ID
+    assert not {_TENANT_HEADER, _TEAM_HEADER} & headers.keys()
 
 
 def test_headers_passed_to_apply_async_win_over_the_bound_context() -> None:
     with bind_context(request_id=REQUEST_ID, tenant="acme"):
         headers = published_headers(
-            lambda task: task.apply_async(headers={TENANT_HEADER: "explicit"})
+            lambda task: task.apply_async(headers={_TENANT_HEADER: "explicit"})
         )
 
-    assert headers[REQUEST_ID_HEADER] == REQUEST_ID
-    assert headers[TENANT_HEADER] == "explicit"
+    assert headers[_REQUEST_ID_HEADER] == REQUEST_ID
+    assert headers[_TENANT_HEADER] == "explicit"
 
 
 # --- in the worker ------------------------------------------------------------------------
@@ -249,8 +249,8 @@ def test_retried_task_keeps_its_request_id_and_tenant_on_every_run(
 @pytest.mark.parametrize(
     ("headers", "warning"),
     [
-        ({REQUEST_ID_HEADER: "bad id\nforged"}, "invalid incoming aigw_request_id"),
-        ({REQUEST_ID_HEADER: REQUEST_ID, TENANT_HEADER: "acme corp"}, "invalid tenant"),
+        ({_REQUEST_ID_HEADER: "bad id\nforged"}, "invalid incoming aigw_request_id"),
+        ({_REQUEST_ID_HEADER: REQUEST_ID, _TENANT_HEADER: "acme corp"}, "invalid tenant"),
     ],
 )
 def test_invalid_values_in_the_message_are_replaced_or_dropped_and_logged(
@@ -272,12 +272,12 @@ def test_invalid_values_in_the_message_are_replaced_or_dropped_and_logged(
 
 
 GARBAGE = [
-    pytest.param({REQUEST_ID_HEADER: 12345}, id="int request ID"),
-    pytest.param({REQUEST_ID_HEADER: {"id": REQUEST_ID}}, id="dict request ID"),
-    pytest.param({REQUEST_ID_HEADER: [REQUEST_ID]}, id="list request ID"),
-    pytest.param({TENANT_HEADER: 7, TEAM_HEADER: ["ml"]}, id="int tenant and list team"),
+    pytest.param({_REQUEST_ID_HEADER: 12345}, id="int request ID"),
+    pytest.param({_REQUEST_ID_HEADER: {"id": REQUEST_ID}}, id="dict request ID"),
+    pytest.param({_REQUEST_ID_HEADER: [REQUEST_ID]}, id="list request ID"),
+    pytest.param({_TENANT_HEADER: 7, _TEAM_HEADER: ["ml"]}, id="int tenant and list team"),
     pytest.param(
-        {REQUEST_ID_HEADER: None, TENANT_HEADER: {"name": "acme"}, TEAM_HEADER: True},
+        {_REQUEST_ID_HEADER: None, _TENANT_HEADER: {"name": "acme"}, _TEAM_HEADER: True},
         id="dict tenant and bool team",
     ),
 ]
@@ -353,7 +353,7 @@ def test_eager_task_uses_headers_passed_to_apply_async_like_a_worker(
     fake_gateway: FakeGateway, shared_config: GatewayConfig
 ) -> None:
     with bind_context(request_id=REQUEST_ID, tenant="acme"):
-        inside = ask.apply_async(headers={TENANT_HEADER: "explicit"}).get()
+        inside = ask.apply_async(headers={_TENANT_HEADER: "explicit"}).get()
 
     assert inside == {"request_id": REQUEST_ID, "tenant": "explicit", "team": None}
     assert received(fake_gateway) == (REQUEST_ID, "explicit", None)

@@ -7,7 +7,8 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from aigw_middleware import (
     AsyncGatewayClient,
     AuthenticationError,
     BudgetExceededError,
+    ChatCompletionChunk,
     ConfigurationError,
     GatewayClient,
     GatewayConfig,
@@ -34,10 +36,72 @@ from aigw_middleware.testing import FakeGateway
 HI = [{"role": "user", "content": "hi there"}]
 
 
+class Api:
+    """One client's API with every call run to completion, so that one specification serves the
+    sync and the async client alike."""
+
+    def __init__(
+        self,
+        client: GatewayClient | AsyncGatewayClient,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.client = client
+        self._loop = loop
+
+    def __call__(self, call: Callable[[Any], Any]) -> Any:
+        """``call(client)``, awaited on the test's event loop when the client is async."""
+        result = call(self.client)
+        if self._loop is not None:
+            result = self._loop.run_until_complete(result)
+        return result
+
+    def read(self, stream: Any, into: list[ChatCompletionChunk]) -> None:
+        """Every chunk of ``stream`` into ``into`` (kept when reading fails half-way)."""
+        if self._loop is None:
+            into.extend(stream)
+            return
+
+        async def read_all() -> None:
+            async for chunk in stream:
+                into.append(chunk)
+
+        self._loop.run_until_complete(read_all())
+
+    def close(self) -> None:
+        if isinstance(self.client, GatewayClient):
+            self.client.close()
+        elif self._loop is not None:
+            self._loop.run_until_complete(self.client.aclose())
+            self._loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_api(request: pytest.FixtureRequest) -> Iterator[Callable[..., Api]]:
+    """Builds the client under test: ``GatewayClient`` or ``AsyncGatewayClient``."""
+    made: list[Api] = []
+
+    def make(config: GatewayConfig | None = None, **overrides: Any) -> Api:
+        if request.param == "sync":
+            api = Api(GatewayClient(config, **overrides), None)
+        else:
+            api = Api(AsyncGatewayClient(config, **overrides), asyncio.new_event_loop())
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        api.close()
+
+
 @pytest.fixture
-def client(gateway_config: GatewayConfig) -> Iterator[GatewayClient]:
-    with GatewayClient(gateway_config) as client:
-        yield client
+def api(make_api: Callable[..., Api], gateway_config: GatewayConfig) -> Api:
+    return make_api(gateway_config)
+
+
+def fast_retry(status: int = 503, **kwargs: Any) -> dict[str, Any]:
+    """A failure the client retries after 1 ms (``retry-after-ms``) instead of its backoff."""
+    headers = {"retry-after-ms": "1", **kwargs.pop("headers", {})}
+    return {"status": status, "headers": headers, **kwargs}
 
 
 def x_ai(gateway: FakeGateway, index: int = -1) -> dict[str, str]:
@@ -46,10 +110,10 @@ def x_ai(gateway: FakeGateway, index: int = -1) -> dict[str, str]:
 
 
 def test_a_call_inside_a_context_carries_exactly_its_three_values(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
     with bind_context(request_id="req-1", tenant="acme", team="ml"):
-        response = client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        response = api(lambda c: c.chat.completions.create(model="gpt-4o-mini", messages=HI))
     assert x_ai(fake_gateway) == {
         "x-ai-request-id": "req-1",
         "x-ai-tenant": "acme",
@@ -64,10 +128,10 @@ def test_a_call_inside_a_context_carries_exactly_its_three_values(
 
 
 def test_outside_a_context_every_call_gets_a_fresh_id_and_no_tenant(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
-    first = client.chat.completions.create(model="m", messages=HI)
-    second = client.chat.completions.create(model="m", messages=HI)
+    first = api(lambda c: c.chat.completions.create(model="m", messages=HI))
+    second = api(lambda c: c.chat.completions.create(model="m", messages=HI))
     assert first.request_id != second.request_id
     for index, result in enumerate((first, second)):
         assert x_ai(fake_gateway, index) == {"x-ai-request-id": result.request_id}
@@ -75,22 +139,25 @@ def test_outside_a_context_every_call_gets_a_fresh_id_and_no_tenant(
         int(result.request_id, 16)
 
 
-def test_the_api_key_and_extra_headers_are_sent(fake_gateway: FakeGateway) -> None:
+def test_the_api_key_and_extra_headers_are_sent(
+    make_api: Callable[..., Api], fake_gateway: FakeGateway
+) -> None:
     config = GatewayConfig(
         base_url=fake_gateway.base_url, api_key="placeholder", extra_headers={"x-gw-auth": "k"}
     )
-    with GatewayClient(config) as client:
-        client.models.list()
+    make_api(config)(lambda c: c.models.list())
     headers = fake_gateway.requests[0].headers
     assert headers["authorization"] == "Bearer placeholder"
     assert headers["x-gw-auth"] == "k"
 
 
-def test_model_prefix_is_added_unless_the_model_has_a_slash(fake_gateway: FakeGateway) -> None:
-    with GatewayClient(base_url=fake_gateway.base_url, model_prefix="openai") as client:
-        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
-        client.chat.completions.create(model="anthropic/claude-3-5-haiku", messages=HI)
-        client.embeddings.create(model="text-embedding-3-small", input="x")
+def test_model_prefix_is_added_unless_the_model_has_a_slash(
+    make_api: Callable[..., Api], fake_gateway: FakeGateway
+) -> None:
+    api = make_api(base_url=fake_gateway.base_url, model_prefix="openai")
+    api(lambda c: c.chat.completions.create(model="gpt-4o-mini", messages=HI))
+    api(lambda c: c.chat.completions.create(model="anthropic/claude-3-5-haiku", messages=HI))
+    api(lambda c: c.embeddings.create(model="text-embedding-3-small", input="x"))
     models = [request.json["model"] for request in fake_gateway.requests]
     assert models == [
         "openai/gpt-4o-mini",
@@ -100,70 +167,69 @@ def test_model_prefix_is_added_unless_the_model_has_a_slash(fake_gateway: FakeGa
 
 
 def test_streamed_chunks_join_to_the_plain_answer_and_carry_the_headers(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
+    chunks: list[ChatCompletionChunk] = []
     with bind_context(request_id="req-s", tenant="acme", team="ml"):
-        plain = client.chat.completions.create(model="m", messages=HI)
-        with client.chat.completions.create(model="m", messages=HI, stream=True) as stream:
-            streamed = "".join(chunk.delta for chunk in stream)
-    assert streamed == plain.content
+        plain = api(lambda c: c.chat.completions.create(model="m", messages=HI))
+        stream = api(lambda c: c.chat.completions.create(model="m", messages=HI, stream=True))
+        api.read(stream, chunks)
+    assert "".join(chunk.delta for chunk in chunks) == plain.content
+    assert chunks[-1].finish_reason == "stop"
     assert stream.request_id == "req-s"
+    assert stream.gateway_request_id == "fgw-2"
     assert fake_gateway.requests[1].json["stream"] is True
     assert x_ai(fake_gateway, 1) == x_ai(fake_gateway, 0)
 
 
-def test_embeddings_models_and_raw_requests(
-    client: GatewayClient, fake_gateway: FakeGateway
-) -> None:
-    embeddings = client.embeddings.create(model="e", input=["a", "b"])
+def test_embeddings_models_and_raw_requests(api: Api, fake_gateway: FakeGateway) -> None:
+    embeddings = api(lambda c: c.embeddings.create(model="e", input=["a", "b"]))
     assert len(embeddings.vectors) == 2
-    assert "gpt-4o-mini" in client.models.list().ids
+    assert "gpt-4o-mini" in api(lambda c: c.models.list()).ids
     with bind_context(request_id="raw-1"):
-        raw = client.request("POST", "/embeddings", json={"model": "e", "input": "x"})
+        raw = api(lambda c: c.request("POST", "/embeddings", json={"model": "e", "input": "x"}))
     assert raw.status_code == 200
-    assert fake_gateway.requests[-1].path == "/v1/embeddings"
+    assert raw.json()["object"] == "list"
     assert x_ai(fake_gateway) == {"x-ai-request-id": "raw-1"}
 
 
-def test_calls_without_a_base_url_fail_with_a_configuration_error() -> None:
-    with (
-        GatewayClient(GatewayConfig()) as client,
-        pytest.raises(ConfigurationError, match="AIGW_BASE_URL"),
-    ):
-        client.models.list()
+def test_calls_without_a_base_url_fail_with_a_configuration_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(GatewayConfig())
+    with pytest.raises(ConfigurationError, match="AIGW_BASE_URL"):
+        api(lambda c: c.models.list())
 
 
 # Retries -------------------------------------------------------------------------------------
 
 
 def test_503_twice_then_200_succeeds_after_three_attempts_with_one_request_id(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
-    fake_gateway.queue_response(503, times=2)
-    result = client.chat.completions.create(model="m", messages=HI)
+    fake_gateway.queue_response(**fast_retry(503), times=2)
+    result = api(lambda c: c.chat.completions.create(model="m", messages=HI))
     assert result.content.startswith("Hello")
     assert len(fake_gateway.requests) == 3
     ids = {request.headers["x-ai-request-id"] for request in fake_gateway.requests}
     assert ids == {result.request_id}
 
 
-def test_retry_after_one_second_is_waited_for(
-    client: GatewayClient, fake_gateway: FakeGateway
-) -> None:
+def test_retry_after_one_second_is_waited_for(api: Api, fake_gateway: FakeGateway) -> None:
     fake_gateway.queue_response(429, headers={"Retry-After": "1"})
     started = time.monotonic()
-    client.models.list()
+    api(lambda c: c.models.list())
     assert time.monotonic() - started >= 0.95
     assert len(fake_gateway.requests) == 2
 
 
 def test_retry_after_beyond_sixty_seconds_raises_at_once(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
     fake_gateway.queue_response(429, headers={"Retry-After": "120"})
     started = time.monotonic()
     with pytest.raises(RateLimitError) as caught:
-        client.models.list()
+        api(lambda c: c.models.list())
     assert time.monotonic() - started < 1
     assert caught.value.retry_after == 120.0
     assert caught.value.attempts == 1
@@ -189,11 +255,11 @@ def test_retry_after_beyond_sixty_seconds_raises_at_once(
     ],
 )
 def test_budget_errors_raise_after_one_attempt(
-    client: GatewayClient, fake_gateway: FakeGateway, status: int, body: dict[str, object]
+    api: Api, fake_gateway: FakeGateway, status: int, body: dict[str, object]
 ) -> None:
     fake_gateway.queue_response(status, json=body, headers={"Retry-After": "1"}, times=3)
     with bind_context(request_id="req-b"), pytest.raises(BudgetExceededError) as caught:
-        client.chat.completions.create(model="m", messages=HI)
+        api(lambda c: c.chat.completions.create(model="m", messages=HI))
     assert len(fake_gateway.requests) == 1
     error = caught.value
     assert (error.status, error.request_id, error.attempts) == (status, "req-b", 1)
@@ -203,87 +269,93 @@ def test_budget_errors_raise_after_one_attempt(
 
 
 def test_401_raises_authentication_error_after_one_attempt(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
     fake_gateway.queue_response(
         401, json={"error": {"message": "Invalid key", "type": "auth_error", "code": "bad_key"}}
     )
     with pytest.raises(AuthenticationError, match="Invalid key") as caught:
-        client.models.list()
+        api(lambda c: c.embeddings.create(model="e", input="x"))
     assert (caught.value.type, caught.value.code) == ("auth_error", "bad_key")
     assert len(fake_gateway.requests) == 1
 
 
-def test_404_and_exhausted_5xx(client: GatewayClient, fake_gateway: FakeGateway) -> None:
+def test_404_and_exhausted_5xx(api: Api, fake_gateway: FakeGateway) -> None:
     with pytest.raises(NotFoundError):
-        client.request("GET", "/no/such/route")
-    fake_gateway.queue_response(500, body="<html>oops</html>", times=3)
+        api(lambda c: c.request("GET", "/no/such/route"))
+    fake_gateway.queue_response(**fast_retry(500, body="<html>oops</html>"), times=3)
     with pytest.raises(UpstreamError, match="oops") as caught:
-        client.models.list()
+        api(lambda c: c.models.list())
     assert caught.value.attempts == 3
 
 
-def test_a_dropped_connection_raises_gateway_connection_error(fake_gateway: FakeGateway) -> None:
+def test_a_dropped_connection_raises_gateway_connection_error(
+    make_api: Callable[..., Api], fake_gateway: FakeGateway
+) -> None:
     fake_gateway.queue_response(drop=True, times=2)
-    with (
-        GatewayClient(base_url=fake_gateway.base_url, max_retries=1) as client,
-        bind_context(request_id="req-d"),
-        pytest.raises(GatewayConnectionError) as caught,
-    ):
-        client.models.list()
+    api = make_api(base_url=fake_gateway.base_url, max_retries=1)
+    with bind_context(request_id="req-d"), pytest.raises(GatewayConnectionError) as caught:
+        api(lambda c: c.models.list())
     assert not isinstance(caught.value, GatewayTimeoutError)
     assert (caught.value.request_id, caught.value.attempts) == ("req-d", 2)
     assert "req-d" in str(caught.value)
 
 
 def test_a_late_answer_past_the_timeout_raises_gateway_timeout_error(
-    fake_gateway: FakeGateway,
+    make_api: Callable[..., Api], fake_gateway: FakeGateway
 ) -> None:
     fake_gateway.queue_response(delay=3.0)
-    with (
-        GatewayClient(base_url=fake_gateway.base_url, timeout=0.3, max_retries=0) as client,
-        pytest.raises(GatewayTimeoutError),
-    ):
-        client.models.list()
+    api = make_api(base_url=fake_gateway.base_url, timeout=0.3, max_retries=0)
+    with pytest.raises(GatewayTimeoutError):
+        api(lambda c: c.models.list())
 
 
-def test_an_unreachable_gateway_raises_gateway_connection_error() -> None:
+def test_an_unreachable_gateway_raises_gateway_connection_error(
+    make_api: Callable[..., Api],
+) -> None:
     with FakeGateway() as gateway:
         base_url = gateway.base_url
-    with (
-        GatewayClient(base_url=base_url, max_retries=0) as client,
-        pytest.raises(GatewayConnectionError, match=r"127\.0\.0\.1"),
-    ):
-        client.models.list()
+    api = make_api(base_url=base_url, max_retries=0)
+    with pytest.raises(GatewayConnectionError, match=r"127\.0\.0\.1"):
+        api(lambda c: c.models.list())
 
 
 def test_a_stream_cut_short_raises_gateway_connection_error(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
     fake_gateway.queue_response(stream_cut_after=2)
-    stream = client.chat.completions.create(model="m", messages=HI, stream=True)
-    received = []
-
-    def read_all() -> None:
-        for chunk in stream:
-            received.append(chunk)
-
+    stream = api(lambda c: c.chat.completions.create(model="m", messages=HI, stream=True))
+    received: list[ChatCompletionChunk] = []
     with pytest.raises(GatewayConnectionError):
-        read_all()
+        api.read(stream, received)
     assert len(received) == 2
+
+
+def test_per_call_timeout_and_headers(
+    make_api: Callable[..., Api], fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.queue_response(delay=2.0)
+    api = make_api(base_url=fake_gateway.base_url, max_retries=0)
+    with pytest.raises(GatewayTimeoutError):
+        api(
+            lambda c: c.chat.completions.create(
+                model="m", messages=HI, timeout=0.2, extra_headers={"x-custom": "1"}
+            )
+        )
+    assert fake_gateway.requests[0].headers["x-custom"] == "1"
 
 
 # Cookies, sharing, concurrency ---------------------------------------------------------------
 
 
 def test_a_gateway_cookie_is_never_sent_on_a_later_call(
-    client: GatewayClient, fake_gateway: FakeGateway
+    api: Api, fake_gateway: FakeGateway
 ) -> None:
     fake_gateway.queue_response(headers={"Set-Cookie": "session=acme-secret; Path=/"})
     with bind_context(tenant="acme"):
-        client.models.list()
+        api(lambda c: c.models.list())
     with bind_context(tenant="globex"):
-        client.models.list()
+        api(lambda c: c.models.list())
     assert "cookie" not in fake_gateway.requests[1].headers
 
 
@@ -386,25 +458,6 @@ def test_get_async_client_outside_a_loop_explains_itself() -> None:
         get_async_client()
 
 
-async def test_async_client_plain_stream_and_errors(
-    gateway_config: GatewayConfig, fake_gateway: FakeGateway
-) -> None:
-    async with AsyncGatewayClient(gateway_config) as client:
-        with bind_context(request_id="req-a", tenant="acme"):
-            plain = await client.chat.completions.create(model="m", messages=HI)
-            stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
-            streamed = "".join([chunk.delta async for chunk in stream])
-        assert streamed == plain.content
-        assert x_ai(fake_gateway, 1) == {"x-ai-request-id": "req-a", "x-ai-tenant": "acme"}
-        fake_gateway.queue_response(503)
-        assert (await client.models.list()).ids
-        fake_gateway.queue_response(401)
-        with pytest.raises(AuthenticationError):
-            await client.embeddings.create(model="e", input="x")
-        raw = await client.request("GET", "models")
-        assert raw.json()["object"] == "list"
-
-
 def test_proxy_settings_choose_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "")
@@ -425,15 +478,3 @@ def test_the_client_never_mounts_environment_proxies_around_its_transport(
     ):
         client.models.list()
     assert x_ai(fake_gateway) == {"x-ai-request-id": "no-proxy"}
-
-
-def test_per_call_timeout_and_headers(fake_gateway: FakeGateway) -> None:
-    fake_gateway.queue_response(delay=2.0)
-    with (
-        GatewayClient(base_url=fake_gateway.base_url, max_retries=0) as client,
-        pytest.raises(GatewayTimeoutError),
-    ):
-        client.chat.completions.create(
-            model="m", messages=HI, timeout=0.2, extra_headers={"x-custom": "1"}
-        )
-    assert fake_gateway.requests[0].headers["x-custom"] == "1"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aigw_middleware import ConfigurationError, GatewayConfig
+from aigw_middleware.config import _ENV_VARS, _SETTINGS
 from tests import tenancy_fixture
 
 
@@ -206,3 +209,87 @@ def test_replace_validates_the_change() -> None:
     assert config.replace(timeout=3).timeout == 3.0
     with pytest.raises(ConfigurationError, match="timeout"):
         config.replace(timeout="soon")
+
+
+# One source per setting: the docs and the Flask docstring agree with the fields' metadata. ----
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_table(section: str, subsection: str | None = None) -> list[list[str]]:
+    """The rows of the first table under ``## section`` (and ``### subsection``), as cells."""
+    text = README.read_text()
+    text = text[text.index(f"\n## {section}\n") :]
+    if subsection is not None:
+        text = text[text.index(f"\n### {subsection}\n") :]
+    lines = text[text.index("\n|") + 1 :].splitlines()
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def names_in(cell: str) -> list[str]:
+    return [part.strip().strip("`") for part in cell.split(" / ")]
+
+
+def test_the_configuration_table_is_the_fields_metadata() -> None:
+    rows = readme_table("Configuration")
+    assert [row[0].strip("`") for row in rows] == list(_SETTINGS)
+    for row in rows:
+        setting = _SETTINGS[row[0].strip("`")]
+        assert row[2].strip("`") == (setting.env_var or ""), setting.name
+        assert row[3] == setting.help, setting.name
+
+
+def test_the_django_settings_table_names_every_key_and_its_variable() -> None:
+    keys: dict[str, str] = {}
+    for row in readme_table("Django", "Settings"):
+        for key in names_in(row[0]):
+            keys[key] = row[2].strip("`")
+    assert keys == {s.django_key: s.env_var or "" for s in _SETTINGS.values()}
+
+
+def test_the_flask_settings_table_names_every_key_and_whether_it_has_a_variable() -> None:
+    keys: dict[str, bool] = {}
+    for row in readme_table("Flask", "Settings"):
+        for key in names_in(row[0]):
+            keys[key] = row[2] == "yes"
+    assert keys == {s.flask_key: s.env_var is not None for s in _SETTINGS.values()}
+
+
+def test_the_flask_init_app_docstring_lists_every_key() -> None:
+    flask = pytest.importorskip("aigw_middleware.flask")
+    doc = flask.AIGateway.init_app.__doc__
+    assert doc is not None
+    assert re.findall(r"``(AIGW_\w+)``", doc) == [s.flask_key for s in _SETTINGS.values()]
+
+
+def test_the_system_checks_table_lists_one_id_per_setting() -> None:
+    ids = {row[0].strip("`"): row[1] for row in readme_table("Django", "System checks")}
+    for setting in _SETTINGS.values():
+        assert setting.django_key in ids.pop(setting.check_id), setting.name
+    assert sorted(ids) == ["aigw.E006", "aigw.E007", "aigw.W001", "aigw.W002"]
+
+
+def test_each_setting_has_its_own_check_id() -> None:
+    ids = [s.check_id for s in _SETTINGS.values()]
+    assert len(set(ids)) == len(ids)
+
+
+def test_the_environment_variables_are_the_settings_marked_for_it() -> None:
+    assert {s.env_var: s.name for s in _SETTINGS.values() if s.env_var} == _ENV_VARS
+    assert set(_ENV_VARS) == {
+        "AIGW_BASE_URL",
+        "AIGW_API_KEY",
+        "AIGW_PROXY",
+        "AIGW_TIMEOUT",
+        "AIGW_DISABLE_PROXY",
+        "AIGW_MAX_RETRIES",
+        "AIGW_MODEL_PREFIX",
+        "AIGW_HEADER_PROFILE",
+        "AIGW_TRUST_TENANT_HEADERS_FROM",
+        "AIGW_EXTRA_HEADERS",
+    }

@@ -10,13 +10,13 @@ import pytest
 from aigw_middleware import CorrelationContext, bind_context, current_context
 from aigw_middleware.context import (
     ContextThreadPoolExecutor,
-    is_valid_label,
-    is_valid_request_id,
-    is_valid_user,
-    new_request_id,
-    reset_context,
-    safe_context,
-    set_context,
+    _is_valid_label,
+    _is_valid_request_id,
+    _is_valid_user,
+    _new_request_id,
+    _reset_context,
+    _safe_context,
+    _set_context,
     wrap,
 )
 
@@ -86,17 +86,17 @@ def test_context_is_frozen() -> None:
     ["a", "A1", "x" * 128, "0af3-b.c_d:e;f=g@h/i+j", "550e8400-e29b-41d4-a716-446655440000"],
 )
 def test_valid_request_ids(value: str) -> None:
-    assert is_valid_request_id(value)
+    assert _is_valid_request_id(value)
 
 
 @pytest.mark.parametrize("value", ["", "-a", "x" * 129, "a b", "a,b", "é", None, 5])
 def test_invalid_request_ids(value: object) -> None:
-    assert not is_valid_request_id(value)
+    assert not _is_valid_request_id(value)
 
 
 @pytest.mark.parametrize(("value", "ok"), [("acme", True), ("t" * 64, True), ("a/b", False)])
 def test_label_rule(value: str, ok: bool) -> None:
-    assert is_valid_label(value) is ok
+    assert _is_valid_label(value) is ok
 
 
 @pytest.mark.parametrize(
@@ -112,19 +112,19 @@ def test_label_rule(value: str, ok: bool) -> None:
     ],
 )
 def test_user_rule_is_the_tenant_charset_up_to_128_characters(value: str, ok: bool) -> None:
-    assert is_valid_user(value) is ok
+    assert _is_valid_user(value) is ok
 
 
 def test_new_request_ids_are_unique() -> None:
-    assert len({new_request_id() for _ in range(1000)}) == 1000
+    assert len({_new_request_id() for _ in range(1000)}) == 1000
 
 
 def test_set_and_reset_with_a_token() -> None:
-    token = set_context(CorrelationContext("r1", "acme"))
+    token = _set_context(CorrelationContext("r1", "acme"))
     try:
         assert current_context() == CorrelationContext("r1", "acme")
     finally:
-        reset_context(token)
+        _reset_context(token)
     assert current_context() is None
 
 
@@ -180,9 +180,9 @@ async def test_asyncio_tasks_keep_their_own_context() -> None:
 
 def test_safe_context_keeps_a_valid_context_and_mends_an_invalid_one() -> None:
     valid = CorrelationContext("r1", "acme", "ml")
-    assert safe_context(valid) is valid
-    mended = safe_context(CorrelationContext("bad id", "acme", "bad team", "u-42", "bad session"))
+    assert _safe_context(valid) is valid
+    mended = _safe_context(CorrelationContext("bad id", "acme", "bad team", "u-42", "bad session"))
     assert (mended.tenant, mended.team, mended.user, mended.session) == ("acme", None, "u-42", None)
-    assert is_valid_request_id(mended.request_id)
+    assert _is_valid_request_id(mended.request_id)
     with_user = CorrelationContext("r1", user="u-42", session="chat-7")
-    assert safe_context(with_user) is with_user
+    assert _safe_context(with_user) is with_user

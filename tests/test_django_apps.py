@@ -8,8 +8,8 @@ import pytest
 from django.apps import apps
 
 from aigw_middleware import bind_context, get_async_client, get_client
-from aigw_middleware.config import ENV_VARS
-from aigw_middleware.django.conf import conf
+from aigw_middleware.config import _ENV_VARS
+from aigw_middleware.django.conf import _conf
 from aigw_middleware.errors import ConfigurationError
 from aigw_middleware.testing import FakeGateway
 
@@ -18,7 +18,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(autouse=True)
 def _no_aigw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ENV_VARS:
+    for var in _ENV_VARS:
         monkeypatch.delenv(var, raising=False)
 
 
@@ -70,7 +70,7 @@ def test_environment_fills_what_settings_leave_out(
     monkeypatch.setenv("AIGW_TIMEOUT", "7")
     settings.AIGW = {"BASE_URL": "http://127.0.0.1:9002/v1"}
 
-    config = conf.config
+    config = _conf.config
 
     assert config.base_url == "http://127.0.0.1:9002/v1"
     assert config.timeout == 7.0
@@ -82,14 +82,14 @@ def test_setting_overrides_an_invalid_environment_variable(
     monkeypatch.setenv("AIGW_TIMEOUT", "soon")
     settings.AIGW = {"TIMEOUT": 3}
 
-    assert conf.config.timeout == 3.0
+    assert _conf.config.timeout == 3.0
 
 
 def test_aigw_must_be_a_dict(settings: Any) -> None:
     settings.AIGW = "http://127.0.0.1:9001/v1"
 
     with pytest.raises(ConfigurationError) as caught:
-        conf.build()
+        _conf.build()
     assert caught.value.key == "AIGW"
 
 
@@ -97,4 +97,4 @@ def test_unset_aigw_means_environment_only(settings: Any, monkeypatch: pytest.Mo
     monkeypatch.setenv("AIGW_BASE_URL", "http://127.0.0.1:9003/v1")
     del settings.AIGW
 
-    assert conf.config.base_url == "http://127.0.0.1:9003/v1"
+    assert _conf.config.base_url == "http://127.0.0.1:9003/v1"

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 
-from aigw_middleware.config import ENV_VARS
-from aigw_middleware.django.checks import check_settings
+from aigw_middleware.config import _ENV_VARS
+from aigw_middleware.django.checks import _check_settings
 
 RESOLVER = "tests.djangoapp.resolvers.fixed_tenant"
 GOOD = {"BASE_URL": "http://127.0.0.1:8080/v1", "TENANT_RESOLVER": RESOLVER}
@@ -19,12 +19,12 @@ OURS = "aigw_middleware.django.AIGatewayMiddleware"
 
 @pytest.fixture(autouse=True)
 def _no_aigw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ENV_VARS:
+    for var in _ENV_VARS:
         monkeypatch.delenv(var, raising=False)
 
 
 def ids(settings: Any) -> list[str]:
-    return [message.id for message in check_settings(None)]
+    return [message.id for message in _check_settings(None)]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,18 @@ def ids(settings: Any) -> list[str]:
         ({"TENANT_RESOLVER": "tests.djangoapp.resolvers.missing"}, "aigw.E005"),
         ({"TENANT_RESOLVER": "no_such_module.resolve"}, "aigw.E005"),
         ({"TENANT_RESOLVER": "tests.djangoapp.resolvers.NOT_CALLABLE"}, "aigw.E005"),
-        ({"MAX_RETRIES": 99}, "aigw.E007"),
+        ({"API_KEY": "sk\nforged"}, "aigw.E008"),
+        ({"PROXY": "socks"}, "aigw.E009"),
+        ({"DISABLE_PROXY": "maybe"}, "aigw.E010"),
+        ({"MAX_RETRIES": 99}, "aigw.E011"),
+        ({"MODEL_PREFIX": "a/b"}, "aigw.E012"),
+        ({"REQUEST_ID_HEADER": "bad header"}, "aigw.E013"),
+        ({"TENANT_HEADER": "bad:header"}, "aigw.E014"),
+        ({"TEAM_HEADER": ""}, "aigw.E015"),
+        ({"INCOMING_REQUEST_ID_HEADERS": []}, "aigw.E016"),
+        ({"ECHO_REQUEST_ID": "sometimes"}, "aigw.E017"),
+        ({"PROPAGATE_TO": ["ftp://elsewhere"]}, "aigw.E018"),
+        ({"EXTRA_HEADERS": {"x-auth": "a\nb"}}, "aigw.E019"),
         ({"BASEURL": "http://127.0.0.1:8080/v1"}, "aigw.E007"),
     ],
 )
@@ -58,7 +69,8 @@ def test_invalid_setting_is_an_error_with_its_id(
         ("AIGW_TIMEOUT", "-1", "aigw.E002"),
         ("AIGW_HEADER_PROFILE", "kong", "aigw.E003"),
         ("AIGW_TRUST_TENANT_HEADERS_FROM", "10.0.0.0/8,example.com", "aigw.E004"),
-        ("AIGW_MAX_RETRIES", "many", "aigw.E007"),
+        ("AIGW_MAX_RETRIES", "many", "aigw.E011"),
+        ("AIGW_EXTRA_HEADERS", "not json", "aigw.E019"),
     ],
 )
 def test_invalid_environment_variable_is_an_error_with_its_id(
@@ -67,7 +79,7 @@ def test_invalid_environment_variable_is_an_error_with_its_id(
     settings.AIGW = {"TENANT_RESOLVER": RESOLVER}
     monkeypatch.setenv(var, raw)
 
-    [error] = check_settings(None)
+    [error] = _check_settings(None)
 
     assert error.id == check_id
     assert var in error.msg
@@ -97,9 +109,9 @@ def test_setting_overrides_a_bad_environment_variable(
 def test_error_names_the_key_and_hides_the_api_key(settings: Any) -> None:
     settings.AIGW = {**GOOD, "API_KEY": "sk-secret\nsecond-line"}
 
-    [error] = check_settings(None)
+    [error] = _check_settings(None)
 
-    assert error.id == "aigw.E007"
+    assert error.id == "aigw.E008"
     assert "API_KEY" in error.msg
     assert "sk-secret" not in f"{error.msg} {error.hint}"
 

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client
 
-from aigw_middleware.config import ENV_VARS
+from aigw_middleware.config import _ENV_VARS
 from aigw_middleware.context import current_context
 from aigw_middleware.django import AIGatewayMiddleware
 from aigw_middleware.errors import ConfigurationError
@@ -30,7 +30,7 @@ conversion_warning = pytest.mark.filterwarnings("ignore:StreamingHttpResponse mu
 
 @pytest.fixture(autouse=True)
 def _no_aigw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ENV_VARS:
+    for var in _ENV_VARS:
         monkeypatch.delenv(var, raising=False)
 
 

@@ -18,7 +18,7 @@ from aigw_middleware import (
     UpstreamError,
     errors,
 )
-from aigw_middleware.errors import ErrorBody, classify, parse_error_body
+from aigw_middleware.errors import ErrorBody, _classify, _parse_error_body
 
 
 def openai_body(message: str, type: str | None = None, code: str | None = None) -> bytes:
@@ -42,22 +42,24 @@ def openai_body(message: str, type: str | None = None, code: str | None = None) 
     ],
 )
 def test_classification_by_status(status: int, expected: type[GatewayStatusError]) -> None:
-    assert classify(status, parse_error_body(b"")) is expected
+    assert _classify(status, _parse_error_body(b"")) is expected
 
 
 @pytest.mark.parametrize("marker", ["budget_exceeded", "insufficient_quota"])
 @pytest.mark.parametrize("status", [400, 429, 500])
 def test_budget_bodies_win_at_any_status(marker: str, status: int) -> None:
     assert (
-        classify(status, parse_error_body(openai_body("over", type=marker))) is BudgetExceededError
+        _classify(status, _parse_error_body(openai_body("over", type=marker)))
+        is BudgetExceededError
     )
     assert (
-        classify(status, parse_error_body(openai_body("over", code=marker))) is BudgetExceededError
+        _classify(status, _parse_error_body(openai_body("over", code=marker)))
+        is BudgetExceededError
     )
 
 
 def test_openai_error_body_is_read() -> None:
-    body = parse_error_body(openai_body("Rate limit reached", "rate_limit_error", "rate_limited"))
+    body = _parse_error_body(openai_body("Rate limit reached", "rate_limit_error", "rate_limited"))
     assert (body.message, body.type, body.code) == (
         "Rate limit reached",
         "rate_limit_error",
@@ -78,15 +80,15 @@ def test_openai_error_body_is_read() -> None:
     ],
 )
 def test_any_body_shape_gives_a_message(content: bytes, message: str) -> None:
-    assert parse_error_body(content, "Service Unavailable").message == message
+    assert _parse_error_body(content, "Service Unavailable").message == message
 
 
 def test_long_messages_are_cut() -> None:
-    assert len(parse_error_body(b"x" * 5000).message) <= 300
+    assert len(_parse_error_body(b"x" * 5000).message) <= 300
 
 
 def test_the_message_names_status_gateway_message_type_code_and_both_request_ids() -> None:
-    body = parse_error_body(openai_body("Budget exceeded for team ml", "budget_exceeded", "b1"))
+    body = _parse_error_body(openai_body("Budget exceeded for team ml", "budget_exceeded", "b1"))
     error = BudgetExceededError(
         400, body, request_id="req-1", gateway_request_id="gw-9", attempts=1
     )
@@ -103,7 +105,7 @@ def test_the_message_names_status_gateway_message_type_code_and_both_request_ids
 
 
 def test_rate_limit_error_reports_retry_after() -> None:
-    error = RateLimitError(429, parse_error_body(b""), retry_after=120.0, request_id="r")
+    error = RateLimitError(429, _parse_error_body(b""), retry_after=120.0, request_id="r")
     assert error.retry_after == 120.0
     assert "retry_after=120s" in str(error)
 
@@ -113,7 +115,7 @@ def _example(cls: type[Exception]) -> Exception:
     if issubclass(cls, errors.ConfigurationError):
         return cls("AIGW_TIMEOUT", "abc", "must be a positive number of seconds")
     if issubclass(cls, errors.GatewayStatusError):
-        body = parse_error_body(openai_body("slow down", "rate_limit", "r1"))
+        body = _parse_error_body(openai_body("slow down", "rate_limit", "r1"))
         return cls(
             429,
             body,

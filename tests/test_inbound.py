@@ -47,7 +47,18 @@ def test_absent_request_id_is_generated() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["x" * 500, "<script>alert(1)</script>", "ünïcode", "", "a,b", "one, two", " lead"]
+    "bad",
+    [
+        "x" * 500,
+        "<script>alert(1)</script>",
+        "ünïcode",
+        "",
+        "a,b",
+        "one, two",
+        " lead",
+        "forged\nINFO aigw: all good",
+        "bell\x07\x1b[31mred",
+    ],
 )
 def test_invalid_request_id_is_replaced_and_logged_escaped_and_cut(
     bad: str, caplog: pytest.LogCaptureFixture
@@ -60,7 +71,8 @@ def test_invalid_request_id_is_replaced_and_logged_escaped_and_cut(
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert "X-AI-Request-Id" in message
-    assert bad[:64] not in message or bad[:64] == repr(bad[:64])[1:-1]
+    assert repr(bad[:64]) in message  # quoted, control characters escaped
+    assert not any(ord(character) < 32 for character in message)
     assert "x" * 65 not in message
 
 

@@ -1,7 +1,8 @@
 """Specification of aigw_middleware.openai: the OpenAI SDK clients wired for the gateway.
 
 The module runs against whichever SDK generation is installed: openai 2.x (httpx) in the main
-venv, openai 3.x (httpx2) in ``.venv-openai3``, which the last test drives as a subprocess.
+venv, openai 3.x (httpx2) in ``.venv-openai3``, which ``scripts/test`` runs it with as a step of
+its own.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import asyncio
 import importlib
 import os
 import re
-import subprocess
-from pathlib import Path
 
 import httpx
 import openai
@@ -26,8 +25,6 @@ from aigw_middleware.transport import CorrelationTransport
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])
 # The HTTP package this SDK generation builds on, found independently of the code under test.
 HTTP = importlib.import_module("httpx2" if OPENAI_MAJOR >= 3 else "httpx")
-ROOT = Path(__file__).resolve().parents[1]
-OPENAI3_PYTHON = ROOT / ".venv-openai3" / "bin" / "python"
 MESSAGES = [{"role": "user", "content": "hi"}]
 CORRELATION = ("x-ai-request-id", "x-ai-tenant", "x-ai-team")
 # A retry without waiting the SDK's default backoff of half a second or more.
@@ -347,34 +344,6 @@ def test_an_own_httpx_client_wrapped_in_the_correlation_transport_works(
 
     assert correlation_of(fake_gateway) == ("req-own", None, "blue")
     client.close()
-
-
-@pytest.mark.skipif(OPENAI_MAJOR >= 3, reason="this test drives the openai 3.x run")
-def test_openai_3x_generation_suite_passes() -> None:
-    if not OPENAI3_PYTHON.exists():
-        pytest.fail(
-            f"{OPENAI3_PYTHON.relative_to(ROOT)} is missing: run scripts/setup.d/30-openai3.sh"
-        )
-    # That venv has no pytest-django, so pyproject's DJANGO_SETTINGS_MODULE is an unknown option.
-    argv = [str(OPENAI3_PYTHON), "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
-    argv += ["-W", "ignore:Unknown config option:pytest.PytestConfigWarning"]
-    result = subprocess.run(
-        argv,
-        cwd=ROOT,
-        env={**os.environ, "AIGW_EXPECT_OPENAI_MAJOR": "3", "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    counts = dict(
-        (word, int(number)) for number, word in re.findall(r"(\d+) (passed|skipped)", output)
-    )
-    # Everything ran on 3.x except this test and the openai 2.x-only recipe.
-    assert counts.get("skipped") == 2, output
-    assert counts.get("passed", 0) >= 15, output
 
 
 def test_the_bound_context_is_untouched_by_sdk_calls(

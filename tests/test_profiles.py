@@ -14,7 +14,7 @@ import pytest
 
 from aigw_middleware import GatewayClient, GatewayConfig, bind_context
 from aigw_middleware.context import CorrelationContext
-from aigw_middleware.profiles import PROFILES, CorrelationNames, get_profile
+from aigw_middleware.profiles import _PROFILES, _CorrelationNames, _get_profile
 from aigw_middleware.testing import FakeGateway
 from aigw_middleware.transport import CorrelationTransport
 
@@ -93,7 +93,7 @@ def shared_gateway() -> Iterator[FakeGateway]:
 def clients(shared_gateway: FakeGateway) -> Iterator[dict[str, GatewayClient]]:
     """One client per profile, shared by the tables (building a client costs the most)."""
     config = GatewayConfig.from_env({}, base_url=shared_gateway.base_url, api_key="sk-test")
-    built = {name: GatewayClient(config, header_profile=name) for name in PROFILES}
+    built = {name: GatewayClient(config, header_profile=name) for name in _PROFILES}
     yield built
     for client in built.values():
         client.close()
@@ -109,7 +109,7 @@ def received(
     return readable(gateway.requests[-1].headers)
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", _PROFILES)
 def test_every_profile_sends_the_generic_headers_of_the_bound_fields(
     clients: dict[str, GatewayClient], shared_gateway: FakeGateway, profile: str
 ) -> None:
@@ -163,8 +163,8 @@ def test_helicone_sends_user_and_session_natively_and_the_rest_as_properties(
 def test_helicone_sends_the_configured_session_path_and_name_only_inside_a_session(
     gateway_config: GatewayConfig, fake_gateway: FakeGateway
 ) -> None:
-    profile = get_profile("helicone", {"session_path": "/chat", "session_name": "Support chat"})
-    names = CorrelationNames()
+    profile = _get_profile("helicone", {"session_path": "/chat", "session_name": "Support chat"})
+    names = _CorrelationNames()
     inside = dict(profile.headers(CorrelationContext("r", session="chat-7"), names))
     outside = dict(profile.headers(CorrelationContext("r", user="u-42"), names))
     assert inside["Helicone-Session-Path"] == "/chat"
@@ -230,10 +230,10 @@ def test_litellm_sends_a_session_instead_of_the_trace_id_when_one_is_bound(
 
 
 def test_litellm_sends_tenant_and_team_as_tags_only_when_enabled() -> None:
-    names = CorrelationNames()
+    names = _CorrelationNames()
     context = CorrelationContext("r", tenant="acme", team="ml", user="u-42")
-    default = dict(get_profile("litellm").headers(context, names))
-    enabled = get_profile("litellm", {"send_tags": "true"})
+    default = dict(_get_profile("litellm").headers(context, names))
+    enabled = _get_profile("litellm", {"send_tags": "true"})
     assert "x-litellm-tags" not in default
     assert dict(enabled.headers(context, names))["x-litellm-tags"] == "tenant:acme,team:ml"
     assert dict(enabled.headers(CorrelationContext("r", team="ml"), names))["x-litellm-tags"] == (
@@ -252,7 +252,9 @@ def test_cloudflare_sends_every_bound_field_in_one_metadata_header(
 
 
 def test_cloudflare_metadata_stays_within_its_five_entries() -> None:
-    headers = dict(get_profile("cloudflare").headers(CorrelationContext(**ALL), CorrelationNames()))
+    headers = dict(
+        _get_profile("cloudflare").headers(CorrelationContext(**ALL), _CorrelationNames())
+    )
     assert list(json.loads(headers["cf-aig-metadata"])) == [
         "request_id",
         "tenant",
@@ -285,9 +287,9 @@ def test_envoy_sends_tenant_and_session_under_its_conventional_names(
 
 
 def test_envoy_header_names_are_options() -> None:
-    profile = get_profile("envoy", {"tenant_header": "x-org", "session_header": "x-conversation"})
+    profile = _get_profile("envoy", {"tenant_header": "x-org", "session_header": "x-conversation"})
     headers = profile.headers(
-        CorrelationContext("r", tenant="acme", session="s-1"), CorrelationNames()
+        CorrelationContext("r", tenant="acme", session="s-1"), _CorrelationNames()
     )
     assert ("x-org", "acme") in headers
     assert ("x-conversation", "s-1") in headers
@@ -307,7 +309,7 @@ def test_openrouter_fills_user_and_session_id_in_the_body(combination: str) -> N
     bound = {key: ALL[key] for key in COMBINATIONS[combination]}
     context = CorrelationContext(**{"request_id": "r", **bound})
     body = {"model": "m", "messages": MESSAGES}
-    filled = get_profile("openrouter").body_fields(body, context)
+    filled = _get_profile("openrouter").body_fields(body, context)
     expected = {"user": "u-42"} if "user" in bound else {}
     if "session" in bound:
         expected["session_id"] = "chat-7"
@@ -317,13 +319,13 @@ def test_openrouter_fills_user_and_session_id_in_the_body(combination: str) -> N
 def test_openrouter_never_overrides_body_fields_the_caller_set() -> None:
     body = {"model": "m", "user": "caller-user", "session_id": None}
     context = CorrelationContext("r", user="u-42", session="chat-7")
-    assert get_profile("openrouter").body_fields(body, context) == body
+    assert _get_profile("openrouter").body_fields(body, context) == body
 
 
-@pytest.mark.parametrize("profile", sorted(set(PROFILES) - {"openrouter"}))
+@pytest.mark.parametrize("profile", sorted(set(_PROFILES) - {"openrouter"}))
 def test_other_profiles_leave_the_body_alone(profile: str) -> None:
     body = {"model": "m"}
-    assert get_profile(profile).body_fields(body, CorrelationContext(**ALL)) == body
+    assert _get_profile(profile).body_fields(body, CorrelationContext(**ALL)) == body
 
 
 def test_portkey_metadata_values_are_strings_within_its_128_character_limit(
@@ -417,7 +419,7 @@ def other_host() -> Iterator[FakeGateway]:
         yield other
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(_PROFILES))
 def test_native_headers_go_only_to_the_gateway(
     gateway_config: GatewayConfig,
     fake_gateway: FakeGateway,
@@ -430,7 +432,7 @@ def test_native_headers_go_only_to_the_gateway(
     ):
         client.request("GET", "models")
         client.request("GET", f"{other_host.base_url}/models")
-    managed = {name.lower() for name in get_profile(profile).native_names}
+    managed = {name.lower() for name in _get_profile(profile).native_names}
     sent = set(native(fake_gateway.requests[0].headers))
     assert sent <= managed
     assert bool(sent) == (profile != "generic")
@@ -438,7 +440,7 @@ def test_native_headers_go_only_to_the_gateway(
     assert not any(name.startswith("x-ai-") for name in other_host.requests[0].headers)
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(_PROFILES))
 def test_native_headers_are_stripped_on_a_redirect_to_another_host(
     fake_gateway: FakeGateway, other_host: FakeGateway, profile: str
 ) -> None:
@@ -470,10 +472,10 @@ EVERYTHING_ON = {
 }
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(_PROFILES))
 def test_each_profile_declares_every_native_header_it_sends(profile: str) -> None:
-    configured = get_profile(profile, EVERYTHING_ON.get(profile))
-    names = CorrelationNames()
+    configured = _get_profile(profile, EVERYTHING_ON.get(profile))
+    names = _CorrelationNames()
     sent = {
         name.lower()
         for context in (CorrelationContext(**ALL), CorrelationContext("r"))
@@ -485,7 +487,7 @@ def test_each_profile_declares_every_native_header_it_sends(profile: str) -> Non
 
 def test_an_unknown_profile_is_a_key_error() -> None:
     with pytest.raises(KeyError):
-        get_profile("kong")
+        _get_profile("kong")
 
 
 @pytest.mark.parametrize(
@@ -502,4 +504,4 @@ def test_a_bad_profile_option_is_a_value_error_naming_it(
     profile: str, options: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        get_profile(profile, options)
+        _get_profile(profile, options)

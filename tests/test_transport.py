@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aigw_middleware import GatewayConfig, bind_context
-from aigw_middleware.context import CorrelationContext, reset_context, set_context
+from aigw_middleware.context import CorrelationContext, _reset_context, _set_context
 from aigw_middleware.testing import FakeGateway
 from aigw_middleware.transport import AsyncCorrelationTransport, CorrelationTransport
 
@@ -156,12 +156,12 @@ def test_client_level_correlation_headers_are_not_sent_elsewhere(recorder: Recor
 def test_a_context_with_invalid_values_is_sanitised_before_it_goes_out(
     recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = set_context(CorrelationContext("bad id\r\n", "acme", "bad team"))
+    token = _set_context(CorrelationContext("bad id\r\n", "acme", "bad team"))
     try:
         with caplog.at_level(logging.WARNING, logger="aigw_middleware"), client_for(recorder) as c:
             c.get("http://gateway.test/ai/models")
     finally:
-        reset_context(token)
+        _reset_context(token)
     sent = x_ai(recorder.requests[0].headers)
     assert sent["x-ai-tenant"] == "acme"
     assert "x-ai-team" not in sent

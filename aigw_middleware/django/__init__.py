@@ -14,6 +14,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "aigw_middleware.django needs Django: pip install 'aigw-middleware[django]'"
     ) from exc
 
-from .middleware import AIGatewayMiddleware
+from .middleware import AIGatewayMiddleware, request_context
 
-__all__ = ["AIGatewayMiddleware"]
+__all__ = ["AIGatewayMiddleware", "request_context"]

@@ -9,8 +9,8 @@ from django.core import checks
 from django.core.signals import setting_changed
 
 from .. import _shared
-from .checks import check_settings
-from .conf import SETTING, conf
+from .checks import _check_settings
+from .conf import _SETTING, _conf
 
 __all__ = ["AIGatewayAppConfig"]
 
@@ -23,13 +23,13 @@ class AIGatewayAppConfig(AppConfig):
     verbose_name = "AI gateway correlation"
 
     def ready(self) -> None:
-        checks.register(check_settings)
+        checks.register(_check_settings)
         # A factory, so an invalid setting is reported by `manage.py check` rather than here.
-        _shared.configure(lambda: conf.config)
+        _shared.configure(lambda: _conf.config)
         setting_changed.connect(_on_setting_changed, dispatch_uid="aigw_middleware.django")
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == SETTING:
-        conf.reload()
-        _shared.configure(lambda: conf.config)
+    if setting == _SETTING:
+        _conf.reload()
+        _shared.configure(lambda: _conf.config)

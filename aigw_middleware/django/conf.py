@@ -1,7 +1,7 @@
 """The gateway settings of a Django project: ``settings.AIGW``, then ``AIGW_*`` variables.
 
 Read lazily and cached until the ``AIGW`` setting changes (the app's ``setting_changed``
-receiver calls :meth:`Settings.reload`), so ``override_settings(AIGW=...)`` works in tests.
+receiver calls :meth:`_Settings.reload`), so ``override_settings(AIGW=...)`` works in tests.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from ..config import GatewayConfig
 from ..errors import ConfigurationError
 from ..inbound import InboundPolicy
 
-__all__ = ["SETTING", "Settings", "conf"]
+__all__: list[str] = []
 
 #: The name of the Django setting: a dict of GatewayConfig fields in upper case.
-SETTING = "AIGW"
+_SETTING = "AIGW"
 
 
-class Settings:
-    """Typed access to the gateway settings; :data:`conf` is the one instance."""
+class _Settings:
+    """Typed access to the gateway settings; :data:`_conf` is the one instance."""
 
     def __init__(self) -> None:
         self._loaded: tuple[GatewayConfig, InboundPolicy] | None = None
@@ -31,11 +31,11 @@ class Settings:
     @property
     def AIGW(self) -> Mapping[str, Any]:
         """``settings.AIGW`` as it is now (``{}`` when unset)."""
-        value = getattr(settings, SETTING, None)
+        value = getattr(settings, _SETTING, None)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise ConfigurationError(SETTING, value, "must be a dict of gateway settings")
+            raise ConfigurationError(_SETTING, value, "must be a dict of gateway settings")
         return value
 
     def build(self) -> GatewayConfig:
@@ -63,4 +63,4 @@ class Settings:
         self._loaded = None
 
 
-conf = Settings()
+_conf = _Settings()

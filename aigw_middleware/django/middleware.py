@@ -10,13 +10,13 @@ from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from ..config import GatewayConfig
-from ..context import CorrelationContext, reset_context, set_context
+from ..context import CorrelationContext, _reset_context, _set_context
 from ..inbound import InboundPolicy
-from .conf import conf
+from .conf import _conf
 
-__all__ = ["AIGatewayMiddleware"]
+__all__ = ["AIGatewayMiddleware", "request_context"]
 
-GetResponse = Callable[[HttpRequest], "HttpResponseBase | Awaitable[HttpResponseBase]"]
+_GetResponse = Callable[[HttpRequest], "HttpResponseBase | Awaitable[HttpResponseBase]"]
 
 
 class AIGatewayMiddleware:
@@ -33,39 +33,48 @@ class AIGatewayMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: GetResponse) -> None:
+    def __init__(self, get_response: _GetResponse) -> None:
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(self.get_response)
         if self.async_mode:
             markcoroutinefunction(self)
         # Invalid settings fail here, when Django loads the middleware, not at the first request.
-        conf.loaded()
+        _conf.loaded()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        config, policy = conf.loaded()
+        config, policy = _conf.loaded()
         context = _context_for(request, policy)
-        token = set_context(context)
+        token = _set_context(context)
         try:
             response = cast(HttpResponseBase, self.get_response(request))
         finally:
-            reset_context(token)
+            _reset_context(token)
         return _finish(response, context, config)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        config, policy = conf.loaded()
+        config, policy = _conf.loaded()
         if policy.resolver is None:
             context = _context_for(request, policy)
         else:
             # The resolver may read request.user, whose lazy database lookup is sync-only.
             context = await sync_to_async(_context_for)(request, policy)
-        token = set_context(context)
+        token = _set_context(context)
         try:
             response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         finally:
-            reset_context(token)
+            _reset_context(token)
         return _finish(response, context, config)
+
+
+def request_context(request: HttpRequest) -> CorrelationContext:
+    """The correlation context :class:`AIGatewayMiddleware` made for ``request`` (typed access to
+    ``request.correlation``); ``LookupError`` when the middleware has not seen the request."""
+    context = getattr(request, "correlation", None)
+    if not isinstance(context, CorrelationContext):
+        raise LookupError("AIGatewayMiddleware has not handled this request; add it to MIDDLEWARE")
+    return context
 
 
 def _context_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationContext:
@@ -96,13 +105,13 @@ def _bound(parts: Iterable[bytes], context: CorrelationContext) -> Iterator[byte
     """``parts`` with ``context`` bound around each step, and unbound between steps."""
     iterator = iter(parts)
     while True:
-        token = set_context(context)
+        token = _set_context(context)
         try:
             part = next(iterator)
         except StopIteration:
             return
         finally:
-            reset_context(token)
+            _reset_context(token)
         yield part
 
 
@@ -112,11 +121,11 @@ async def _bound_async(
     """The async :func:`_bound`."""
     iterator = aiter(parts)
     while True:
-        token = set_context(context)
+        token = _set_context(context)
         try:
             part = await anext(iterator)
         except StopAsyncIteration:
             return
         finally:
-            reset_context(token)
+            _reset_context(token)
         yield part

@@ -1,0 +1,181 @@
+"""The parsers of the configuration values: ``(key, raw) -> value``, or ConfigurationError.
+
+``key`` is the name the value came under (a field, a framework key or an environment variable),
+so that the error names what the user wrote.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from .errors import ConfigurationError
+from .profiles import _PROFILES
+
+#: ``(request) -> (tenant, team)``, a mapping with the keys ``tenant`` / ``team``, or None.
+TenantResolver = Callable[[Any], "tuple[str | None, str | None] | Mapping[str, str | None] | None"]
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def optional_str(key: str, raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigurationError(key, raw, "must be a string")
+    return raw.strip() or None
+
+
+def url(key: str, raw: object) -> str | None:
+    text = optional_str(key, raw)
+    if text is None:
+        return None
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(key, raw, f"not a URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(key, raw, "must be an absolute http:// or https:// URL")
+    if url.query or url.fragment:
+        raise ConfigurationError(key, raw, "must not have a query or fragment")
+    return text.rstrip("/")
+
+
+def urls(key: str, raw: object) -> tuple[str, ...]:
+    return tuple(u for item in str_list(key, raw) if (u := url(key, item)) is not None)
+
+
+def api_key(key: str, raw: object) -> str | None:
+    text = optional_str(key, raw)
+    if text is not None and any(c in text for c in "\r\n\0"):
+        raise ConfigurationError(key, "***", "must be a single line")
+    return text
+
+
+def timeout(key: str, raw: object) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(key, raw, "must be a positive number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(key, raw, "must be a positive number of seconds")
+    return value
+
+
+def retries(key: str, raw: object) -> int:
+    if isinstance(raw, bool):
+        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
+    try:
+        value: int = int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10") from None
+    if not 0 <= value <= 10 or (isinstance(raw, float) and raw != value):
+        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
+    return value
+
+
+def boolean(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise ConfigurationError(key, raw, "must be true or false")
+
+
+def model_prefix(key: str, raw: object) -> str | None:
+    text = optional_str(key, raw)
+    if text is not None:
+        text = text.strip("/")
+        if not text or "/" in text or any(c.isspace() for c in text):
+            raise ConfigurationError(key, raw, "must be one path segment such as 'openai'")
+    return text
+
+
+def profile(key: str, raw: object) -> str:
+    if isinstance(raw, str) and raw.strip().lower() in _PROFILES:
+        return raw.strip().lower()
+    raise ConfigurationError(key, raw, f"unknown header profile; use one of {', '.join(_PROFILES)}")
+
+
+def header_name(key: str, raw: object) -> str:
+    if isinstance(raw, str) and _TOKEN_RE.fullmatch(raw):
+        return raw
+    raise ConfigurationError(key, raw, "must be a valid HTTP header name")
+
+
+def str_list(key: str, raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, (list, tuple, set, frozenset)):
+        items = tuple(raw)
+        if all(isinstance(item, str) for item in items):
+            return tuple(item.strip() for item in items)
+    raise ConfigurationError(key, raw, "must be a list of strings or a comma-separated string")
+
+
+def header_names(key: str, raw: object) -> tuple[str, ...]:
+    names = str_list(key, raw)
+    if not names:
+        raise ConfigurationError(key, raw, "must name at least one header")
+    return tuple(header_name(key, name) for name in names)
+
+
+def cidrs(key: str, raw: object) -> tuple[str, ...]:
+    out = []
+    for item in str_list(key, raw):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigurationError(key, item, "not an IP address or CIDR network") from None
+    return tuple(out)
+
+
+def resolver(key: str, raw: object) -> TenantResolver | None:
+    if raw is None or callable(raw):
+        return raw
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError(key, raw, "must be a callable or a dotted path to one")
+    path = raw.strip()
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigurationError(key, raw, "must be a dotted path such as 'myapp.tenancy.resolve'")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(key, raw, f"cannot be imported ({exc})") from None
+    if not callable(target):
+        raise ConfigurationError(key, raw, "does not name a callable")
+    return target  # type: ignore[no-any-return]
+
+
+def extra_headers(key: str, raw: object) -> Mapping[str, str]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):  # from the environment: a JSON object
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ConfigurationError(key, "***", "must be a JSON object of header names") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(key, "***", "must be a mapping of header names to values")
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        header_name(key, name)
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigurationError(key, name, "header values must be single-line strings")
+        out[name] = value
+    return out
