@@ -29,7 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from aigw_middleware import current_context, get_async_client, get_client
-from aigw_middleware.asgi import AIGatewayMiddleware
+from aigw_middleware.asgi import AIGatewayMiddleware, _joined
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.testing import FakeGateway
 
@@ -406,3 +406,9 @@ async def test_it_serves_django_when_wrapping_the_asgi_application(
     assert response.json()["request_id"] == "req-django"
     assert response.headers["x-ai-request-id"] == "req-django"
     assert fake_gateway.requests[0].headers["x-ai-request-id"] == "req-django"
+
+
+def test_repeated_headers_are_joined_like_django() -> None:
+    assert _joined([]) is None
+    assert _joined(["a"]) == "a"
+    assert _joined(["a", "b"]) == "a, b"

@@ -13,11 +13,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, RequestFactory
 
 from aigw_middleware.config import _ENV_VARS
 from aigw_middleware.context import current_context
-from aigw_middleware.django import AIGatewayMiddleware
+from aigw_middleware.django import AIGatewayMiddleware, request_context
 from aigw_middleware.errors import ConfigurationError
 from aigw_middleware.testing import FakeGateway
 
@@ -61,7 +61,7 @@ def view_saw(body: bytes) -> set[str]:
     """The request IDs the view saw: from its JSON, or one per streamed step."""
     if body.startswith(b"{"):
         data = json.loads(body)
-        return {data["request_id"], data["correlation"]}
+        return {data["request_id"], data["correlation"], data["typed"]}
     lines = body.decode().splitlines()
     assert len(lines) >= 3, lines
     return set(lines)
@@ -328,3 +328,8 @@ def test_invalid_settings_fail_when_the_middleware_loads(settings: Any) -> None:
     with pytest.raises(ConfigurationError) as caught:
         AIGatewayMiddleware(view)
     assert caught.value.key == "TIMEOUT"
+
+
+def test_request_context_of_a_request_the_middleware_never_saw_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match="AIGatewayMiddleware"):
+        request_context(RequestFactory().get("/"))

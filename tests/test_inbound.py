@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from aigw_middleware.asgi import _joined as joined
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.context import CorrelationContext
 from aigw_middleware.inbound import InboundPolicy
@@ -212,9 +211,3 @@ def test_custom_tenant_header_names() -> None:
     )
     headers = getter({"X-Org": "acme", "X-Group": "ml", "X-AI-Tenant": "ignored"})
     assert p.tenant_and_team(headers, "127.0.0.1") == ("acme", "ml")
-
-
-def test_joined_combines_repeated_values_like_django() -> None:
-    assert joined([]) is None
-    assert joined(["a"]) == "a"
-    assert joined(["a", "b"]) == "a, b"

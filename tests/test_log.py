@@ -126,7 +126,7 @@ def test_at_debug_no_line_has_the_api_key_authorization_or_message_content(
         max_retries=1,
     )
     messages = [{"role": "user", "content": CONTENT}]
-    fake_gateway.queue_response(503)
+    fake_gateway.queue_response(503, headers={"retry-after-ms": "1"})  # a fast retry
     with GatewayClient(config) as client, bind_context(request_id="req-log", tenant="acme"):
         client.chat.completions.create(model="m", messages=messages)
         for _ in client.chat.completions.create(model="m", messages=messages, stream=True):
@@ -144,7 +144,7 @@ def test_at_debug_no_line_has_the_api_key_authorization_or_message_content(
 def test_one_record_per_attempt_with_method_target_status_attempt_duration(
     fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_gateway.queue_response(503)
+    fake_gateway.queue_response(503, headers={"retry-after-ms": "1"})  # a fast retry
     with (
         caplog.at_level(logging.INFO, logger="aigw_middleware"),
         GatewayClient(base_url=fake_gateway.base_url) as client,

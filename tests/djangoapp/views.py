@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from aigw_middleware import current_context, get_async_client, get_client
+from aigw_middleware.django import request_context
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 def seen(request: HttpRequest) -> dict[str, object]:
-    """What the view sees: the bound context, and request.correlation."""
+    """What the view sees: the bound context, request.correlation and request_context()."""
     context = current_context()
     assert context is not None, "no correlation context bound in the view"
     return {
@@ -20,6 +21,7 @@ def seen(request: HttpRequest) -> dict[str, object]:
         "tenant": context.tenant,
         "team": context.team,
         "correlation": request.correlation.request_id,  # type: ignore[attr-defined]
+        "typed": request_context(request).request_id,
     }
 
 
