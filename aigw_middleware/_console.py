@@ -26,7 +26,8 @@ import httpx
 from ._fakeanswers import QueuedResponse, error_answer
 from ._fakegateway import FakeGateway
 from ._fakeserver import INSPECTION_PATH, Exchange
-from .profiles import PROFILES, CorrelationNames
+from .profiles import _PROFILES as PROFILES
+from .profiles import _CorrelationNames as CorrelationNames
 
 __all__ = ["DEFAULT_PORT", "main"]
 
