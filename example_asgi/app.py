@@ -8,6 +8,8 @@ Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant):
 - ``GET /openai?q=hello`` the same call through the OpenAI SDK (``aigw_middleware.openai``)
 - ``GET /background?q=hello`` answers at once; a background task calls the gateway afterwards
 - ``WS /ws`` each text message is a question; each answer comes back as JSON
+- ``GET /bench?client=shared`` one call for the benchmarks (``bench/e2e.py``): ``shared``,
+  ``per_request``, ``openai_per_request`` or ``plain`` (httpx without correlation)
 
 Every response carries ``X-AI-Request-Id``; send one (or ``X-Request-Id``) to choose it.
 """
@@ -22,10 +24,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import BackgroundTasks, FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from aigw_middleware import GatewayConfig, GatewayError, current_context, get_async_client
+from aigw_middleware import (
+    AsyncGatewayClient,
+    GatewayConfig,
+    GatewayError,
+    current_context,
+    get_async_client,
+)
 from aigw_middleware.asgi import AIGatewayMiddleware
 from aigw_middleware.client import configure
 from aigw_middleware.log import CorrelationFilter
@@ -68,6 +77,8 @@ configure_logging()
 CONFIG, EMBEDDED_GATEWAY = gateway_config()
 configure(CONFIG)  # get_client(), get_async_client() and AsyncOpenAI() now use CONFIG
 llm = AsyncOpenAI()
+# Only for GET /bench?client=plain: httpx without correlation, the benchmarks' baseline.
+plain_http = httpx.AsyncClient(base_url=f"{CONFIG.base_url}/", trust_env=False)
 
 
 @asynccontextmanager
@@ -75,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logger.info("example_asgi started; gateway %s", CONFIG.base_url)
     yield
     await llm.close()
+    await plain_http.aclose()
     if EMBEDDED_GATEWAY is not None:
         EMBEDDED_GATEWAY.stop()
     logger.info("example_asgi stopped")
@@ -186,3 +198,34 @@ async def chat_socket(websocket: WebSocket) -> None:
     answer = await get_async_client().chat.completions.create(model=MODEL, messages=question(q))
     await websocket.send_json({**correlation(), "answer": answer.content})
     await websocket.close()
+
+
+async def bench_answer(way: str) -> str:
+    """One gateway call the way ``way`` says (see the module docstring)."""
+    messages = question("Say hello")
+    if way == "shared":
+        return (
+            await get_async_client().chat.completions.create(model=MODEL, messages=messages)
+        ).content
+    if way == "per_request":
+        async with AsyncGatewayClient(CONFIG) as client:
+            return (await client.chat.completions.create(model=MODEL, messages=messages)).content
+    if way == "openai_per_request":
+        async with AsyncOpenAI() as sdk:
+            completion = await sdk.chat.completions.create(model=MODEL, messages=messages)
+            return completion.choices[0].message.content or ""
+    response = await plain_http.post(
+        "chat/completions", json={"model": MODEL, "messages": messages}
+    )
+    response.raise_for_status()
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+@app.get("/bench")
+async def bench(client: str = "shared") -> JSONResponse:
+    if client not in ("shared", "per_request", "openai_per_request", "plain"):
+        return JSONResponse(
+            {"error": "client must be shared, per_request, openai_per_request or plain"},
+            status_code=400,
+        )
+    return JSONResponse({**correlation(), "answer": await bench_answer(client)})

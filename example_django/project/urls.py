@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from example_django.demo import views
+from example_django.demo import bench, views
 
 urlpatterns = [
     path("", views.index),
@@ -14,4 +14,5 @@ urlpatterns = [
     path("stream-async/", views.stream_async),
     path("login/", views.login),
     path("logout/", views.logout),
+    path("bench/", bench.bench_call),  # for bench/e2e.py
 ]

@@ -1,0 +1,298 @@
+"""End to end on loopback, and a burst of concurrent async calls.
+
+``run``: the example Django project under gunicorn (gthread) and the FastAPI example under
+uvicorn, each calling an in-process FakeGateway, driven by a bounded load generator (a fixed
+number of requests from a few keep-alive connections, with a time limit). Variants: the server
+without the middleware calling the gateway with plain httpx (baseline), the shared client, a new
+client per request, and a new OpenAI SDK client per request.
+
+``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
+AsyncGatewayClient, the OpenAI SDK's AsyncOpenAI, our AsyncOpenAI, and plain httpx with its
+default pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aigw_middleware.testing import FakeGateway
+from tests.e2e.servers import ServerProcess, free_port, gunicorn, uvicorn
+
+ROOT = Path(__file__).resolve().parents[1]
+TIME_LIMIT = 60.0
+
+SERVERS = {
+    "django": {
+        "argv": lambda port: gunicorn(
+            "example_django.project.wsgi:application",
+            port,
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+        ),
+        "path": "/bench/",
+        "settings": {True: "example_django.project.settings", False: "bench.e2e_django_settings"},
+    },
+    "fastapi": {
+        "argv": lambda port: uvicorn("example_asgi.app:app", port, "--no-access-log"),
+        "baseline_argv": lambda port: uvicorn("bench.e2e_asgi_app:app", port, "--no-access-log"),
+        "path": "/bench",
+    },
+}
+WAYS = {
+    "baseline": "plain",
+    "shared": "shared",
+    "per_request": "per_request",
+    "openai_per_request": "openai_per_request",
+}
+
+
+def _server(name: str, way: str, gateway: FakeGateway) -> ServerProcess:
+    spec: dict[str, Any] = SERVERS[name]
+    port = free_port()
+    env = {"AIGW_BASE_URL": gateway.base_url, "AIGW_MAX_RETRIES": "0", "PYTHONPATH": str(ROOT)}
+    correlated = way != "baseline"
+    if "settings" in spec:
+        env["DJANGO_SETTINGS_MODULE"] = spec["settings"][correlated]
+        argv = spec["argv"](port)
+    else:
+        argv = spec["argv"](port) if correlated else spec["baseline_argv"](port)
+    return ServerProcess(argv, port=port, env=env, ready_path=spec["path"] + "?client=plain")
+
+
+def check(server: ServerProcess, path: str, way: str, gateway: FakeGateway) -> None:
+    """One request with a fresh ID: answered, echoed, seen by the view and sent to the gateway."""
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    response = httpx.get(
+        f"{server.base_url}{path}?client={WAYS[way]}",
+        headers={"X-AI-Request-Id": request_id},
+        timeout=30,
+    )
+    assert response.status_code == 200, f"status {response.status_code}: {response.text[:200]}"
+    assert response.json()["answer"].startswith("Hello from FakeGateway"), response.text[:200]
+    if way == "baseline":
+        return
+    assert response.headers.get("x-ai-request-id") == request_id, "the response did not echo the ID"
+    assert response.json()["request_id"] == request_id, "the view did not see the ID bound"
+    sent = [r for r in gateway.requests if r.headers.get("x-ai-request-id") == request_id]
+    assert sent, "the gateway did not receive the ID"
+
+
+def load(base_url: str, target: str, requests: int, concurrency: int) -> dict[str, Any]:
+    """``requests`` GETs of ``target`` from ``concurrency`` keep-alive connections."""
+    host, port = base_url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + TIME_LIMIT
+    remaining = [requests]
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        mine: list[float] = []
+        failed = 0
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if remaining[0] <= 0:
+                        break
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                try:
+                    connection.request("GET", target)
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        failed += 1
+                except (OSError, http.client.HTTPException):
+                    failed += 1
+                    connection.close()
+                    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+                    continue
+                mine.append(time.perf_counter() - started)
+        finally:
+            connection.close()
+            with lock:
+                latencies.extend(mine)
+                errors[0] += failed
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    if not latencies:
+        return {"us": None, "instr": None, "errors": errors[0], "error": "no request succeeded"}
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return {
+        "us": round(statistics.median(latencies) * 1e6, 1),
+        "instr": None,
+        "p99_us": round(p99 * 1e6, 1),
+        "rps": round(len(latencies) / elapsed, 1),
+        "requests": len(latencies),
+        "errors": errors[0],
+    }
+
+
+def run(settings: Any) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    with FakeGateway() as gateway:
+        for name, spec in SERVERS.items():
+            for way in WAYS:
+                key = f"{name}_{way}"
+                print(f"   {key}", flush=True)
+                server = _server(name, way, gateway)
+                try:
+                    server.start()
+                except RuntimeError as exc:
+                    results[key] = {"us": None, "instr": None, "error": f"server: {exc}"[:400]}
+                    continue
+                try:
+                    check(server, spec["path"], way, gateway)
+                    target = f"{spec['path']}?client={WAYS[way]}"
+                    load(server.base_url, target, 30, settings.e2e_concurrency)  # warm-up
+                    results[key] = load(
+                        server.base_url, target, settings.e2e_requests, settings.e2e_concurrency
+                    )
+                except AssertionError as exc:
+                    results[key] = {"us": None, "instr": None, "error": f"check failed: {exc}"}
+                finally:
+                    server.stop()
+                    gateway.clear()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# A burst of concurrent calls on one event loop
+
+
+def _burst_gateway() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("gateway.py")), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    base_url = process.stdout.readline().strip()
+    return process, base_url
+
+
+async def _burst(name: str, base_url: str, calls: int) -> dict[str, Any]:
+    from aigw_middleware import AsyncGatewayClient, GatewayConfig, bind_context
+
+    messages = [{"role": "user", "content": "hi"}]
+    config = GatewayConfig(base_url=base_url, api_key="bench-key")
+    client: Any
+    if name == "aigw_async":
+        client = AsyncGatewayClient(config)
+
+        async def call() -> str:
+            return (await client.chat.completions.create(model="m", messages=messages)).raw["id"]
+
+    elif name == "httpx_default_pool":
+        client = httpx.AsyncClient(base_url=base_url + "/", trust_env=False)
+
+        async def call() -> str:
+            response = await client.post(
+                "chat/completions", json={"model": "m", "messages": messages}
+            )
+            return str(response.json()["id"])
+
+    else:
+        import openai
+
+        if name == "openai_sdk_async":
+            client = openai.AsyncOpenAI(base_url=base_url, api_key="bench-key")
+        else:
+            from aigw_middleware.openai import AsyncOpenAI
+
+            client = AsyncOpenAI(config=config)
+
+        async def call() -> str:
+            return str((await client.chat.completions.create(model="m", messages=messages)).id)
+
+    async def one(index: int) -> str:
+        with bind_context(request_id=f"burst-{index}"):
+            return await call()
+
+    ok = pool_timeouts = other = 0
+    ids: list[str] = []
+    started = time.perf_counter()
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(one(index) for index in range(calls)), return_exceptions=True), 300
+    )
+    elapsed = time.perf_counter() - started
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            ok += 1
+            ids.append(outcome)
+        elif _is_pool_timeout(outcome):
+            pool_timeouts += 1
+        else:
+            other += 1
+    if hasattr(client, "aclose"):
+        await client.aclose()
+    else:
+        await client.close()
+    row: dict[str, Any] = {
+        "us": round(elapsed * 1e6),
+        "instr": None,
+        "calls": calls,
+        "ok": ok,
+        "pool_timeouts": pool_timeouts,
+        "other_errors": other,
+    }
+    sent = {f"chatcmpl-burst-{index}" for index in range(calls)}
+    if name in ("aigw_async", "aigw_openai_async") and ok and not sent.issuperset(ids):
+        row["error"] = "check failed: the gateway did not receive the bound request IDs"
+    if name == "httpx_default_pool":
+        row["note"] = "httpx's default pool: 100 connections"
+    return row
+
+
+def _is_pool_timeout(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__name__ == "PoolTimeout":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def burst(settings: Any) -> dict[str, dict[str, Any]]:
+    process, base_url = _burst_gateway()
+    results = {}
+    try:
+        for name in ("aigw_async", "aigw_openai_async", "openai_sdk_async", "httpx_default_pool"):
+            print(f"   {name}", flush=True)
+            try:
+                results[name] = asyncio.run(_burst(name, base_url, settings.burst))
+            except (ImportError, TimeoutError) as exc:
+                results[name] = {"us": None, "instr": None, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return results
+
+
+if __name__ == "__main__":  # a quick look: python -m bench.e2e
+    print(json.dumps(burst(type("S", (), {"burst": 1000})()), indent=2))

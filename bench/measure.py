@@ -1,0 +1,200 @@
+"""The two clocks: wall time in interleaved rounds, and instructions per operation under callgrind.
+
+A *variant* is something that can do ``n`` operations (``run(n)``) and prove, before it is
+timed, that it does the job (``check()``: the ID is bound, echoed and sent).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Variant:
+    """One way of doing a group's operation."""
+
+    run: Callable[[int], None]
+    check: Callable[[], None]
+    close: Callable[[], None] = lambda: None
+    #: Said next to the numbers (e.g. what the variant does differently).
+    note: str = ""
+
+
+@dataclass
+class Skipped:
+    """A variant that cannot run here, and why (a peer not installed, broken on this version)."""
+
+    reason: str
+
+
+VariantFactory = Callable[[], "Variant | Skipped"]
+
+
+@dataclass
+class Timing:
+    """Median microseconds per operation and the spread of the rounds."""
+
+    us: float
+    rounds: list[float] = field(default_factory=list)
+
+
+def per_op_batch(variant: Variant, target_seconds: float = 0.02) -> int:
+    """How many operations make one timed batch of about ``target_seconds``."""
+    n = 1
+    while True:
+        started = time.perf_counter()
+        variant.run(n)
+        elapsed = time.perf_counter() - started
+        if elapsed >= target_seconds / 4 or n >= 100_000:
+            return max(1, int(n * target_seconds / max(elapsed, 1e-9)))
+        n *= 4
+
+
+def wall_times(
+    variants: dict[str, Variant], *, rounds: int, warmup: int, batch_seconds: float
+) -> dict[str, Timing]:
+    """Interleaved rounds: each round runs one batch of every variant, in a rotating order.
+
+    Interleaving spreads a slow moment of a shared machine over all variants instead of
+    charging it to one; the median of the rounds after ``warmup`` is reported.
+    """
+    names = list(variants)
+    batches = {name: per_op_batch(variants[name], batch_seconds) for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(warmup + rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            n = batches[name]
+            started = time.perf_counter()
+            variants[name].run(n)
+            per_op = (time.perf_counter() - started) / n * 1e6
+            if index >= warmup:
+                samples[name].append(per_op)
+    return {name: Timing(statistics.median(s), s) for name, s in samples.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Instructions under callgrind
+#
+# The child process runs under ``valgrind --tool=callgrind --dump-before=getppid``: every call of
+# os.getppid() (which nothing else here calls) writes the counters gathered since the previous
+# dump and zeroes them. The child marks before and after running each variant N and then 2N
+# times; (I(2N) - I(N)) / N is the cost of one operation, without start-up, imports, warm-up
+# or the marker's own cost.
+
+MARK_FUNCTION = "getppid"
+READY = "instrument-now"
+
+
+def mark() -> None:
+    """End the current callgrind section (a no-op outside callgrind)."""
+    os.getppid()
+
+
+def callgrind_sections(variants: dict[str, Variant], n: int) -> list[str]:
+    """In the callgrind child: run each variant N and 2N times between marks.
+
+    Returns the variant names in order; section 3 + 4i holds variant i's N operations and
+    section 5 + 4i its 2N (the sections between hold the collections before each).
+    """
+    order = list(variants)
+    for name in order:
+        variants[name].run(max(1, n // 4))  # warm caches and lazy set-up outside the counts
+    # Start-up ran without instrumentation (much faster); the parent switches it on now.
+    print(READY, flush=True)
+    sys.stdin.readline()
+    # Long-lived objects leave the collector's view, and each section starts from an empty
+    # young generation, so a full collection does not land in one section and not the other.
+    gc.collect()
+    gc.freeze()
+    mark()
+    for name in order:
+        gc.collect()
+        mark()
+        variants[name].run(n)
+        mark()
+        gc.collect()
+        mark()
+        variants[name].run(2 * n)
+        mark()
+    return order
+
+
+def valgrind_argv(out_prefix: Path) -> list[str]:
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--dump-before={MARK_FUNCTION}",
+        f"--callgrind-out-file={out_prefix}.%p",
+        "--quiet",
+    ]
+
+
+def run_counted(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
+    """Run a callgrind child; switch instrumentation on when it is ready. Returns its output."""
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    output = []
+    try:
+        for line in child.stdout:
+            if line.strip() == READY:
+                subprocess.run(
+                    ["callgrind_control", "--instr=on", str(child.pid)],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            else:
+                output.append(line)
+        child.wait(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stderr = child.stderr.read() if child.stderr else ""
+    if child.returncode != 0:
+        raise RuntimeError(f"callgrind child failed ({child.returncode}): {stderr.strip()[-800:]}")
+    return "".join(output)
+
+
+def section_totals(out_prefix: Path) -> list[int]:
+    """The instruction count of each dumped section, in dump order (the final dump last)."""
+    parts: list[tuple[int, int]] = []
+    for path in out_prefix.parent.glob(out_prefix.name + ".*"):
+        suffix = path.name[len(out_prefix.name) + 1 :]
+        _pid, _, part = suffix.partition(".")
+        order = int(part) if part else 1_000_000  # the dump at exit comes last
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                parts.append((order, int(line.split()[1])))
+                break
+    return [count for _, count in sorted(parts)]
+
+
+def instructions_per_op(totals: list[int], order: list[str], n: int) -> dict[str, float]:
+    """Per-operation instructions of each variant from the section totals."""
+    result = {}
+    for index, name in enumerate(order):
+        single, double = totals[2 + 4 * index], totals[4 + 4 * index]
+        result[name] = (double - single) / n
+    return result

@@ -1,0 +1,385 @@
+"""Benchmarks: aigw-middleware side by side with plain frameworks and the peer libraries.
+
+    scripts/bench                  # everything, both clocks (about 15 minutes on 2 cores)
+    scripts/bench --quick          # fewer rounds and requests: under two minutes
+    scripts/bench --no-callgrind   # wall time only
+    scripts/bench --json out.json  # {group: {variant: {"us": median, "instr": count, ...}}}
+
+Each variant is checked before it is timed: the request ID is bound where application code
+reads it, echoed on the response, and sent to the gateway. Wall time comes from interleaved
+rounds in one process (median after warm-up); instructions per operation come from a child
+process under callgrind, (I(2N) - I(N)) / N, which removes start-up and import costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    # Run as a script: import the bench package from the repository root, not this folder.
+    sys.path[0] = str(ROOT)
+
+from bench import inbound, measure, outbound, report  # noqa: E402
+from bench.measure import Skipped, Variant, VariantFactory  # noqa: E402
+
+OPENAI3_PYTHON = ROOT / ".venv-openai3" / "bin" / "python"
+OPENAI3_GROUP = "outbound_openai3"
+
+Results = dict[str, dict[str, dict[str, Any]]]
+
+
+class Settings:
+    """How much to measure: the full run, --quick, or --smoke (for the test suite)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        full, quick = mode == "full", mode == "quick"
+        self.rounds = 15 if full else 7 if quick else 2
+        self.warmup = 3 if full else 2 if quick else 1
+        self.batch_seconds = 0.03 if full else 0.015 if quick else 0.003
+        self.callgrind_ops = 100 if full else 20
+        self.long_stream = mode != "smoke"
+        self.e2e_requests = 3000 if full else 600 if quick else 40
+        self.e2e_concurrency = 8
+        self.burst = 1000 if mode != "smoke" else 100
+        self.inbound_requests = 50_000 if full else 5_000 if quick else 300
+        self.outbound_calls = 20_000 if full else 2_000 if quick else 200
+        self.loops = 200 if mode != "smoke" else 20
+        self.alloc_ops = 1000 if full else 500 if quick else 50
+
+
+def variant_groups(settings: Settings) -> dict[str, dict[str, VariantFactory]]:
+    groups = inbound.groups()
+    groups.update(outbound.groups(long_stream=settings.long_stream))
+    return groups
+
+
+def build(
+    factories: dict[str, VariantFactory], results: dict[str, dict[str, Any]]
+) -> dict[str, Variant]:
+    """Make and check every variant; the skipped and failed ones are recorded, not timed."""
+    ready = {}
+    for name, make in factories.items():
+        try:
+            made = make()
+        except Exception as exc:
+            results[name] = {"us": None, "instr": None, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        if isinstance(made, Skipped):
+            results[name] = {"us": None, "instr": None, "skipped": made.reason}
+            continue
+        try:
+            made.check()
+        except AssertionError as exc:
+            made.close()
+            results[name] = {"us": None, "instr": None, "error": f"check failed: {exc}"}
+            continue
+        results[name] = {"us": None, "instr": None, "checked": True}
+        if made.note:
+            results[name]["note"] = made.note
+        ready[name] = made
+    return ready
+
+
+def time_group(
+    factories: dict[str, VariantFactory], settings: Settings
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    variants = build(factories, results)
+    try:
+        if variants:
+            timings = measure.wall_times(
+                variants,
+                rounds=settings.rounds,
+                warmup=settings.warmup,
+                batch_seconds=settings.batch_seconds,
+            )
+            for name, timing in timings.items():
+                results[name]["us"] = round(timing.us, 3)
+    finally:
+        for variant in variants.values():
+            variant.close()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes: callgrind, and the openai 3.x venv
+
+
+def child_callgrind(groups: list[str], ops: int, settings: Settings) -> None:
+    """Under callgrind: make, check and run the groups' variants between section marks."""
+    variants: dict[str, Variant] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        made = build(_factories(group, settings), results.setdefault(group, {}))
+        variants.update({f"{group}/{name}": variant for name, variant in made.items()})
+    order = measure.callgrind_sections(variants, ops)
+    print(json.dumps({"order": order, "results": results}))
+
+
+def child_wall(group: str, settings: Settings) -> None:
+    print(json.dumps(time_group(_factories(group, settings), settings)))
+
+
+def _factories(group: str, settings: Settings) -> dict[str, VariantFactory]:
+    if group == OPENAI3_GROUP:
+        return outbound.openai3_group()
+    return variant_groups(settings)[group]
+
+
+def _child_argv(python: Path | str, *args: str) -> list[str]:
+    return [str(python), str(Path(__file__).resolve()), *args]
+
+
+def callgrind_groups(
+    groups: list[str], settings: Settings, python: Path | str
+) -> dict[str, dict[str, float]] | str:
+    """Instructions per operation of each variant of ``groups``, or why they are missing."""
+    with tempfile.TemporaryDirectory(prefix="aigw-callgrind-") as folder:
+        prefix = Path(folder) / "callgrind.out"
+        argv = measure.valgrind_argv(prefix) + _child_argv(
+            python,
+            "--child-callgrind",
+            ",".join(groups),
+            "--ops",
+            str(settings.callgrind_ops),
+            "--mode",
+            settings.mode,
+        )
+        env = {**os.environ, "DEBUGINFOD_URLS": "", "PYTHONHASHSEED": "0"}
+        try:
+            output = measure.run_counted(argv, env, ROOT, timeout=3600)
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            return str(exc)
+        reported = json.loads(output.strip().splitlines()[-1])
+        totals = measure.section_totals(prefix)
+        counts: dict[str, dict[str, float]] = {}
+        for key, instr in measure.instructions_per_op(
+            totals, reported["order"], settings.callgrind_ops
+        ).items():
+            group, name = key.split("/", 1)
+            counts.setdefault(group, {})[name] = instr
+        return counts
+
+
+def openai3_wall(settings: Settings) -> dict[str, dict[str, Any]] | str:
+    if not OPENAI3_PYTHON.exists():
+        return "no .venv-openai3 (scripts/setup.d/30-openai3.sh creates it)"
+    done = subprocess.run(
+        _child_argv(OPENAI3_PYTHON, "--child-wall", OPENAI3_GROUP, "--mode", settings.mode),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        return f"openai 3.x child failed: {done.stderr.strip()[-500:]}"
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in (
+        "aigw-middleware",
+        "django",
+        "flask",
+        "starlette",
+        "fastapi",
+        "httpx",
+        "openai",
+        "gunicorn",
+        "uvicorn",
+        "django-guid",
+        "django-log-request-id",
+        "asgi-correlation-id",
+        "flask-log-request-id",
+    ):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    valgrind = shutil.which("valgrind")
+    valgrind_version = (
+        subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
+        if valgrind
+        else None
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "valgrind": valgrind_version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer rounds and requests (< 2 minutes)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few operations each, no callgrind (tests)"
+    )
+    parser.add_argument("--no-callgrind", action="store_true", help="wall time only")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--groups", help="comma-separated groups to run (default: all)")
+    parser.add_argument(
+        "--profile", action="store_true", help="print cProfile's top functions per inbound path"
+    )
+    parser.add_argument("--child-callgrind", help=argparse.SUPPRESS)
+    parser.add_argument("--child-wall", help=argparse.SUPPRESS)
+    parser.add_argument("--child-loops", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ops", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    mode = args.mode or ("smoke" if args.smoke else "quick" if args.quick else "full")
+    settings = Settings(mode)
+
+    if args.child_callgrind:
+        settings.callgrind_ops = args.ops
+        child_callgrind(args.child_callgrind.split(","), args.ops, settings)
+        return 0
+    if args.child_loops:
+        from bench import memory
+
+        try:
+            print(json.dumps(memory.async_loops(args.child_loops)))
+        except AssertionError as exc:
+            print(json.dumps({"error": f"check failed: {exc}"}))
+        return 0
+    if args.child_wall:
+        child_wall(args.child_wall, settings)
+        return 0
+
+    from bench import memory, profiling
+
+    started = time.monotonic()
+    wanted = set(args.groups.split(",")) if args.groups else None
+
+    def wants(group: str) -> bool:
+        return wanted is None or group in wanted
+
+    callgrind = not (args.no_callgrind or args.smoke)
+    if callgrind and shutil.which("valgrind") is None:
+        print("valgrind is not on PATH: instructions are not counted (scripts/bench installs it)")
+        callgrind = False
+
+    results: Results = {}
+    groups = {g: f for g, f in variant_groups(settings).items() if wants(g)}
+    # Two callgrind children (inbound, outbound) use the two cores; counts do not depend on what
+    # else the machine does. --quick runs them during the wall-time rounds, the full run after.
+    pool = ThreadPoolExecutor(max_workers=2)
+    counted: list[Any] = []
+
+    def count() -> None:
+        inbound_groups = [g for g in groups if g in inbound.groups()]
+        outbound_groups = [g for g in groups if g not in inbound_groups]
+        for part in (inbound_groups, outbound_groups):
+            if part:
+                counted.append(pool.submit(callgrind_groups, part, settings, sys.executable))
+        if wants(OPENAI3_GROUP) and OPENAI3_PYTHON.exists():
+            counted.append(pool.submit(callgrind_groups, [OPENAI3_GROUP], settings, OPENAI3_PYTHON))
+
+    if callgrind and mode != "full":
+        count()
+    for group, factories in groups.items():
+        print(f"== {group}", flush=True)
+        results[group] = time_group(factories, settings)
+    if wants(OPENAI3_GROUP) and mode != "smoke":
+        print(f"== {OPENAI3_GROUP}", flush=True)
+        wall = openai3_wall(settings)
+        results[OPENAI3_GROUP] = (
+            wall
+            if isinstance(wall, dict)
+            else {"baseline": {"us": None, "instr": None, "skipped": wall}}
+        )
+
+    if args.profile:
+        profiling.print_profiles(settings)
+
+    if wants("e2e") or wants("concurrency"):
+        from bench import e2e
+
+        if wants("e2e"):
+            print("== e2e (loopback servers)", flush=True)
+            results["e2e"] = e2e.run(settings)
+        if wants("concurrency"):
+            print("== concurrency", flush=True)
+            results["concurrency"] = e2e.burst(settings)
+    if wants("memory"):
+        print("== memory", flush=True)
+        results["memory"] = memory.run(settings)
+
+    if callgrind and mode == "full":
+        print("== instructions (callgrind)", flush=True)
+        count()
+    for future in counted:
+        counts = future.result()
+        if isinstance(counts, str):
+            print(f"   {counts}")
+            continue
+        for group, rows in counts.items():
+            for name, instr in rows.items():
+                results.setdefault(group, {}).setdefault(name, {"us": None})["instr"] = round(instr)
+    pool.shutdown()
+
+    elapsed = time.monotonic() - started
+    meta = {
+        "mode": mode,
+        "seconds": round(elapsed, 1),
+        "machine": machine(),
+        "versions": versions(),
+    }
+    print()
+    print(report.render(results, meta))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        # The machine and versions go beside it, so that the results file has only groups.
+        meta_path = args.json.with_name(args.json.stem + ".meta.json")
+        meta_path.write_text(json.dumps(meta, indent=2))
+        print(f"written: {args.json} and {meta_path}")
+    failed = [
+        f"{group}.{name}: {row['error']}"
+        for group, rows in results.items()
+        for name, row in rows.items()
+        if isinstance(row, dict) and "error" in row
+    ]
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

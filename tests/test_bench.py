@@ -1,0 +1,74 @@
+"""The benchmark harness (bench/run.py) keeps working: a smoke run, and its arithmetic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import measure, report
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_GROUPS = "django_wsgi,asgi,starlette,flask,outbound,outbound_stream"
+
+
+def test_smoke_run_checks_and_times_every_variant_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--groups", SMOKE_GROUPS, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert set(results) == set(SMOKE_GROUPS.split(","))
+    for group, rows in results.items():
+        for name in ("baseline", "aigw"):
+            row = rows[name]
+            assert row["checked"] is True, (group, name, row)
+            assert row["us"] > 0, (group, name, row)
+            assert "instr" in row
+    assert set(results["outbound"]) >= {
+        "baseline",
+        "transport",
+        "aigw",
+        "openai_sdk",
+        "aigw_openai",
+    }
+    assert set(results["outbound_stream"]) == {"baseline", "aigw", "openai_sdk"}
+    assert "targets" in done.stdout
+    assert json.loads((tmp_path / "bench.meta.json").read_text())["mode"] == "smoke"
+
+
+def test_instructions_per_operation_are_the_difference_between_n_and_2n_sections() -> None:
+    # Section 1: start-up; then per variant: a collection, N ops, a collection, 2N ops.
+    totals = [9_000_000, 50, 1_000_300, 40, 2_000_300, 60, 500_300, 70, 1_000_300, 123]
+
+    per_op = measure.instructions_per_op(totals, ["baseline", "aigw"], n=100)
+
+    assert per_op == {"baseline": 10_000.0, "aigw": 5_000.0}
+
+
+def test_targets_fail_when_aigw_adds_more_than_a_peer_or_the_budget() -> None:
+    results = {
+        "asgi": {
+            "baseline": {"us": 5.0, "instr": 10_000},
+            "aigw": {"us": 9.0, "instr": 50_000},
+            "asgi_correlation_id": {"us": 7.0, "instr": 30_000},
+        },
+        "outbound": {
+            "baseline": {"us": 100.0, "instr": 1_000_000},
+            "transport": {"us": 101.0, "instr": 1_040_000},
+        },
+    }
+
+    marks = {text: ok for ok, text in report.targets(results)}
+
+    assert marks["asgi: aigw adds 40,000 instr/request (target <= 25,000)"] is False
+    assert marks["asgi: aigw adds less than asgi_correlation_id (40,000 vs 20,000)"] is False
+    assert marks["outbound: CorrelationTransport vs raw httpx: 1.040x (target <= 1.05x)"] is True
+    assert marks["outbound: GatewayClient vs raw httpx <= 1.10x (not measured)"] is None
