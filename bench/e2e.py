@@ -31,7 +31,7 @@ from aigw_middleware.testing import FakeGateway
 from tests.e2e.servers import ServerProcess, free_port, gunicorn, uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
-TIME_LIMIT = 60.0
+TIME_LIMIT = 30.0
 
 SERVERS = {
     "django": {

@@ -99,15 +99,15 @@ def mark() -> None:
     os.getppid()
 
 
-def callgrind_sections(variants: dict[str, Variant], n: int) -> list[str]:
-    """In the callgrind child: run each variant N and 2N times between marks.
+def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> list[str]:
+    """In the callgrind child: run each variant N and 2N times between marks (N = ``ops[name]``).
 
     Returns the variant names in order; section 3 + 4i holds variant i's N operations and
     section 5 + 4i its 2N (the sections between hold the collections before each).
     """
     order = list(variants)
     for name in order:
-        variants[name].run(max(1, n // 4))  # warm caches and lazy set-up outside the counts
+        variants[name].run(max(1, ops[name] // 4))  # warm caches and lazy set-up outside the counts
     # Start-up ran without instrumentation (much faster); the parent switches it on now.
     print(READY, flush=True)
     sys.stdin.readline()
@@ -119,11 +119,11 @@ def callgrind_sections(variants: dict[str, Variant], n: int) -> list[str]:
     for name in order:
         gc.collect()
         mark()
-        variants[name].run(n)
+        variants[name].run(ops[name])
         mark()
         gc.collect()
         mark()
-        variants[name].run(2 * n)
+        variants[name].run(2 * ops[name])
         mark()
     return order
 
@@ -191,10 +191,12 @@ def section_totals(out_prefix: Path) -> list[int]:
     return [count for _, count in sorted(parts)]
 
 
-def instructions_per_op(totals: list[int], order: list[str], n: int) -> dict[str, float]:
+def instructions_per_op(
+    totals: list[int], order: list[str], ops: dict[str, int]
+) -> dict[str, float]:
     """Per-operation instructions of each variant from the section totals."""
     result = {}
     for index, name in enumerate(order):
         single, double = totals[2 + 4 * index], totals[4 + 4 * index]
-        result[name] = (double - single) / n
+        result[name] = (double - single) / ops[name]
     return result

@@ -140,7 +140,7 @@ def targets(results: Results) -> list[tuple[bool | None, str]]:
         found.append(
             (
                 resolver - plain <= INBOUND_BUDGET,
-                f"asgi: an async tenant resolver adds {resolver - plain:,.0f} instr (no thread hop)",
+                f"asgi: a tenant resolver adds {resolver - plain:,.0f} instr (called in line, no thread hop)",
             )
         )
 
@@ -281,3 +281,30 @@ def render(results: Results, meta: dict[str, Any]) -> str:
     lines.append(f"versions: {versions}")
     lines.append(f"mode: {meta['mode']}, {meta['seconds']} s")
     return "\n".join(lines)
+
+
+def markdown(results: Results) -> str:
+    """The variant groups as Markdown tables (for the README's Performance section)."""
+    out = []
+    for group, rows in results.items():
+        if group in ("e2e", "concurrency", "memory"):
+            continue
+        base = rows.get("baseline", {})
+        out += [
+            f"**{group}**",
+            "",
+            "| variant | µs/op | vs baseline | instr/op | vs baseline | adds instr |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, row in rows.items():
+            us, instr = row.get("us"), row.get("instr")
+            if us is None and instr is None:
+                reason = row.get("skipped") or row.get("error") or "not measured"
+                out.append(f"| {name} | {reason} | | | | |")
+                continue
+            out.append(
+                f"| {name} | {_num(us)} | {_ratio(us, base.get('us'))} | {_num(instr, 0)}"
+                f" | {_ratio(instr, base.get('instr'))} | {_adds(instr, base.get('instr'), 0)} |"
+            )
+        out.append("")
+    return "\n".join(out)

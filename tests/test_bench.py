@@ -48,7 +48,9 @@ def test_instructions_per_operation_are_the_difference_between_n_and_2n_sections
     # Section 1: start-up; then per variant: a collection, N ops, a collection, 2N ops.
     totals = [9_000_000, 50, 1_000_300, 40, 2_000_300, 60, 500_300, 70, 1_000_300, 123]
 
-    per_op = measure.instructions_per_op(totals, ["baseline", "aigw"], n=100)
+    per_op = measure.instructions_per_op(
+        totals, ["baseline", "aigw"], {"baseline": 100, "aigw": 100}
+    )
 
     assert per_op == {"baseline": 10_000.0, "aigw": 5_000.0}
 
