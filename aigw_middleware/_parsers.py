@@ -15,11 +15,15 @@ from typing import Any
 
 import httpx
 
+from .context import CorrelationContext
 from .errors import ConfigurationError
 from .profiles import _PROFILES
 
-#: ``(request) -> (tenant, team)``, a mapping with the keys ``tenant`` / ``team``, or None.
+#: ``(request) -> (tenant, team)``, a mapping with any of the keys ``tenant``, ``team``,
+#: ``user``, ``session``, or None.
 TenantResolver = Callable[[Any], "tuple[str | None, str | None] | Mapping[str, str | None] | None"]
+#: ``(context) -> key``: the gateway key for one call, or None for ``api_key``.
+ApiKeyResolver = Callable[[CorrelationContext], "str | None"]
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -140,7 +144,7 @@ def cidrs(key: str, raw: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def resolver(key: str, raw: object) -> TenantResolver | None:
+def resolver(key: str, raw: object) -> Callable[..., Any] | None:
     if raw is None or callable(raw):
         return raw
     if not isinstance(raw, str) or not raw.strip():
@@ -160,6 +164,21 @@ def resolver(key: str, raw: object) -> TenantResolver | None:
     if not callable(target):
         raise ConfigurationError(key, raw, "does not name a callable")
     return target  # type: ignore[no-any-return]
+
+
+def profile_options(key: str, raw: object) -> Mapping[str, str]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):  # from the environment: a JSON object
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ConfigurationError(key, raw, "must be a JSON object of option names") from None
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(name, str) and isinstance(value, str) for name, value in raw.items()
+    ):
+        raise ConfigurationError(key, raw, "must be a mapping of option names to strings")
+    return dict(raw)
 
 
 def extra_headers(key: str, raw: object) -> Mapping[str, str]:

@@ -3,9 +3,10 @@
 ``install(app)`` connects four kinds of Celery signals:
 
 - ``before_task_publish`` copies the bound context into the task message headers
-  (``aigw_request_id``, ``aigw_tenant``, ``aigw_team``); with no context bound it adds nothing.
+  (``aigw_request_id``, ``aigw_tenant``, ``aigw_team``, ``aigw_user``, ``aigw_session``); with
+  no context bound it adds nothing.
 - ``task_prerun`` binds the context the message carries in the worker, with a fresh request ID
-  when it carries none. Invalid values are replaced (request ID) or dropped (tenant, team) and
+  when it carries none. Invalid values are replaced (request ID) or dropped (the others) and
   logged, by the same rules as incoming HTTP requests; header values that are not strings are
   dropped with one WARNING.
 - ``task_postrun`` resets it, so the next task on that worker process or thread starts clean;
@@ -49,7 +50,9 @@ __all__ = ["install"]
 _REQUEST_ID_HEADER = "aigw_request_id"
 _TENANT_HEADER = "aigw_tenant"
 _TEAM_HEADER = "aigw_team"
-_HEADERS = (_REQUEST_ID_HEADER, _TENANT_HEADER, _TEAM_HEADER)
+_USER_HEADER = "aigw_user"
+_SESSION_HEADER = "aigw_session"
+_HEADERS = (_REQUEST_ID_HEADER, _TENANT_HEADER, _TEAM_HEADER, _USER_HEADER, _SESSION_HEADER)
 
 _logger = logging.getLogger("aigw_middleware")
 
@@ -60,18 +63,25 @@ _apps: weakref.WeakSet[Any] = weakref.WeakSet()
 _tokens: dict[tuple[str, int], Token[CorrelationContext | None]] = {}
 
 
-def _message_tenant_and_team(headers: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    return headers.get(_TENANT_HEADER), headers.get(_TEAM_HEADER)
+def _message_attribution(headers: Mapping[str, Any]) -> dict[str, str | None]:
+    return {
+        "tenant": headers.get(_TENANT_HEADER),
+        "team": headers.get(_TEAM_HEADER),
+        "user": headers.get(_USER_HEADER),
+    }
 
 
-# The broker is trusted like the app itself (whoever can publish can run any task), so tenant
-# and team come from the message the way a resolver supplies them after authentication.
+# The broker is trusted like the app itself (whoever can publish can run any task), so tenant,
+# team and user come from the message the way a resolver supplies them after authentication;
+# the session comes from its header like an incoming HTTP request's.
 _POLICY = InboundPolicy(
     request_id_headers=(_REQUEST_ID_HEADER,),
     tenant_header=_TENANT_HEADER,
     team_header=_TEAM_HEADER,
     trusted_networks=(),
-    resolver=_message_tenant_and_team,
+    resolver=_message_attribution,
+    user_header=_USER_HEADER,
+    session_header=_SESSION_HEADER,
 )
 
 
@@ -107,6 +117,8 @@ def _add_context_headers(headers: dict[str, Any], context: CorrelationContext | 
         (_REQUEST_ID_HEADER, safe.request_id if safe.request_id == context.request_id else None),
         (_TENANT_HEADER, safe.tenant),
         (_TEAM_HEADER, safe.team),
+        (_USER_HEADER, safe.user),
+        (_SESSION_HEADER, safe.session),
     )
     for name, value in fields:
         if value is not None:

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 
 from . import _parsers as parse
-from ._parsers import TenantResolver
+from ._parsers import ApiKeyResolver, TenantResolver
 from .errors import ConfigurationError
+from .profiles import _get_profile
 
-__all__ = ["GatewayConfig", "TenantResolver"]
+__all__ = ["ApiKeyResolver", "GatewayConfig", "TenantResolver"]
 
 _ENV_PREFIX = "AIGW_"
 _METADATA_KEY = "aigw"
@@ -108,7 +109,15 @@ class GatewayConfig:
         parse=parse.profile,
         check_id="aigw.E003",
         env=True,
-        help="`generic`, `helicone`, `portkey`, `litellm`: adds that gateway's native headers",
+        help="`generic`, `helicone`, `portkey`, `litellm`, `cloudflare`, `bifrost`, `envoy`, "
+        "`openrouter`: adds that gateway's native headers",
+    )
+    profile_options: Mapping[str, str] = _setting(
+        factory=dict,
+        parse=parse.profile_options,
+        check_id="aigw.E020",
+        env=True,
+        help="the header profile's options (a JSON object in the environment)",
     )
     request_id_header: str = _setting(
         "X-AI-Request-Id",
@@ -128,6 +137,18 @@ class GatewayConfig:
         check_id="aigw.E015",
         help="the team header's name, incoming and outgoing",
     )
+    user_header: str = _setting(
+        "X-AI-User",
+        parse=parse.header_name,
+        check_id="aigw.E021",
+        help="the user header's name, incoming and outgoing",
+    )
+    session_header: str = _setting(
+        "X-AI-Session",
+        parse=parse.header_name,
+        check_id="aigw.E022",
+        help="the session header's name, incoming and outgoing",
+    )
     incoming_request_id_headers: tuple[str, ...] = _setting(
         ("X-AI-Request-Id", "X-Request-Id"),
         parse=parse.header_names,
@@ -145,7 +166,8 @@ class GatewayConfig:
         None,
         parse=parse.resolver,
         check_id="aigw.E005",
-        help="`(request) -> (tenant, team)` or a mapping, or its dotted path; wins over headers",
+        help="`(request) -> (tenant, team)` or a mapping with any of `tenant`, `team`, `user`, "
+        "`session`, or its dotted path; wins over headers",
     )
     echo_request_id: bool = _setting(
         True,
@@ -166,6 +188,13 @@ class GatewayConfig:
         env=True,
         help="static headers for every gateway call (a JSON object in the environment)",
     )
+    api_key_resolver: ApiKeyResolver | None = _setting(  # noqa: RUF009 (a field, as the others)
+        None,
+        parse=parse.resolver,
+        check_id="aigw.E023",
+        env=True,
+        help="`(context) -> key or None`, or its dotted path: the gateway key of each call",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -173,6 +202,12 @@ class GatewayConfig:
             parsed = _SETTINGS[f.name].parse(f.name, value)
             if parsed is not value:
                 object.__setattr__(self, f.name, parsed)
+        try:
+            _get_profile(self.header_profile, self.profile_options)
+        except ValueError as exc:
+            raise ConfigurationError(
+                "profile_options", dict(self.profile_options), str(exc)
+            ) from None
 
     def __repr__(self) -> str:
         shown = []

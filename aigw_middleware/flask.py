@@ -79,10 +79,11 @@ class AIGateway:
         same name where one exists, then to the default; see :class:`GatewayConfig`):
         ``AIGW_BASE_URL``, ``AIGW_API_KEY``, ``AIGW_PROXY``, ``AIGW_TIMEOUT``,
         ``AIGW_DISABLE_PROXY``, ``AIGW_MAX_RETRIES``, ``AIGW_MODEL_PREFIX``,
-        ``AIGW_HEADER_PROFILE``, ``AIGW_REQUEST_ID_HEADER``, ``AIGW_TENANT_HEADER``,
-        ``AIGW_TEAM_HEADER``, ``AIGW_INCOMING_REQUEST_ID_HEADERS``,
+        ``AIGW_HEADER_PROFILE``, ``AIGW_PROFILE_OPTIONS``, ``AIGW_REQUEST_ID_HEADER``,
+        ``AIGW_TENANT_HEADER``, ``AIGW_TEAM_HEADER``, ``AIGW_USER_HEADER``,
+        ``AIGW_SESSION_HEADER``, ``AIGW_INCOMING_REQUEST_ID_HEADERS``,
         ``AIGW_TRUST_TENANT_HEADERS_FROM``, ``AIGW_TENANT_RESOLVER``, ``AIGW_ECHO_REQUEST_ID``,
-        ``AIGW_PROPAGATE_TO``, ``AIGW_EXTRA_HEADERS``.
+        ``AIGW_PROPAGATE_TO``, ``AIGW_EXTRA_HEADERS``, ``AIGW_API_KEY_RESOLVER``.
 
         No defaults are written into ``app.config``: a key present there would hide the
         environment variable. Raises :class:`~aigw_middleware.ConfigurationError` naming the key
@@ -149,8 +150,11 @@ class _CorrelationMiddleware:
         if policy.resolver is None:
             context = policy.context_for(get_header, _direct_peer(environ))
         else:
-            # Tenant and team are decided once, by _resolve_tenant, which has Flask's request.
-            context = CorrelationContext(policy.request_id(get_header))
+            # Tenant, team and user are decided once, by _resolve_tenant, which has Flask's
+            # request.
+            context = CorrelationContext(
+                policy.request_id(get_header), session=policy.session(get_header)
+            )
         environ[_ENVIRON_KEY] = context
         if config.echo_request_id:
             start_response = _echoing(start_response, config.request_id_header, context.request_id)
@@ -221,14 +225,15 @@ def _direct_peer(environ: WSGIEnvironment) -> str | None:
 
 
 def _resolve_tenant() -> None:
-    """The first ``before_request`` function: tenant and team from the resolver and headers."""
+    """The first ``before_request`` function: tenant, team, user and session from the resolver
+    and headers."""
     environ = request.environ
     context = environ.get(_ENVIRON_KEY)
     if not isinstance(context, CorrelationContext):
         return  # not dispatched through app.wsgi_app, e.g. test_request_context()
     policy = _app_state(current_app).policy
-    tenant, team = policy.tenant_and_team(request.headers.get, _direct_peer(environ), request)
-    context = CorrelationContext(context.request_id, tenant, team)
+    values = policy.attribution(request.headers.get, _direct_peer(environ), request)
+    context = CorrelationContext(context.request_id, **values)
     environ[_ENVIRON_KEY] = context
     # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which
     # restores what was bound before the request and so also undoes this refinement.

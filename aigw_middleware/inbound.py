@@ -1,4 +1,4 @@
-"""Framework-neutral rules for incoming requests: which request ID to use, and whose tenant.
+"""Framework-neutral rules for incoming requests: which request ID and session, whose tenant.
 
 Every adapter (Django, Flask, ASGI, Celery) translates its request into a header getter and a
 peer address and calls :meth:`InboundPolicy.context_for`. Nothing here imports a web framework.
@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import GatewayConfig, TenantResolver
-from .context import CorrelationContext, _is_valid_label, _is_valid_request_id, _new_request_id
+from .context import (
+    CorrelationContext,
+    _is_valid_label,
+    _is_valid_request_id,
+    _is_valid_user,
+    _new_request_id,
+)
 from .log import _escape_for_log
 
 __all__ = ["HeaderGetter", "InboundPolicy"]
@@ -26,18 +32,32 @@ HeaderGetter = Callable[[str], "str | None"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The keys a tenant resolver's mapping may have.
-_RESOLVER_KEYS = ("tenant", "team")
+_RESOLVER_KEYS = ("tenant", "team", "user", "session")
+#: Each attributed field's rule, as the inbound side applies it.
+_VALID: dict[str, Callable[[object], bool]] = {
+    "tenant": _is_valid_label,
+    "team": _is_valid_label,
+    "user": _is_valid_user,
+    "session": _is_valid_request_id,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class InboundPolicy:
-    """The request-ID and tenant trust rules, built once from a :class:`GatewayConfig`."""
+    """The request-ID, session and tenant trust rules, built once from a :class:`GatewayConfig`.
+
+    Tenant, team and user are trusted alike: from the resolver, or by header only from a
+    trusted peer. The session follows the request-ID rules: taken from its incoming header when
+    valid, never generated.
+    """
 
     request_id_headers: tuple[str, ...]
     tenant_header: str
     team_header: str
     trusted_networks: tuple[_Network, ...]
     resolver: TenantResolver | None
+    user_header: str = "X-AI-User"
+    session_header: str = "X-AI-Session"
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> InboundPolicy:
@@ -50,6 +70,8 @@ class InboundPolicy:
                 ipaddress.ip_network(cidr) for cidr in config.trust_tenant_headers_from
             ),
             resolver=config.tenant_resolver,
+            user_header=config.user_header,
+            session_header=config.session_header,
         )
 
     def request_id(self, get_header: HeaderGetter) -> str:
@@ -79,67 +101,97 @@ class InboundPolicy:
             address = address.ipv4_mapped
         return any(address in network for network in self.trusted_networks)
 
+    def session(self, get_header: HeaderGetter) -> str | None:
+        """The incoming session when valid (request-ID rules); an invalid one is logged."""
+        value = get_header(self.session_header)
+        if value is None or _is_valid_request_id(value):
+            return value
+        _logger.warning(
+            "aigw: ignored invalid incoming %s header %s",
+            self.session_header,
+            _escape_for_log(value),
+        )
+        return None
+
+    def attribution(
+        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+    ) -> dict[str, str | None]:
+        """Tenant, team, user and session for one request; the resolver's values win.
+
+        Tenant, team and user come by header only from a trusted peer; the session comes from
+        its header whoever sent it.
+        """
+        values: dict[str, str | None] = {
+            "tenant": None,
+            "team": None,
+            "user": None,
+            "session": self.session(get_header),
+        }
+        if self.trusts(peer):
+            for key, name in (
+                ("tenant", self.tenant_header),
+                ("team", self.team_header),
+                ("user", self.user_header),
+            ):
+                values[key] = _checked(key, name, get_header(name))
+        if self.resolver is not None and request is not None:
+            for key, value in self._resolve(request).items():
+                if value is not None:
+                    values[key] = value
+        return values
+
     def tenant_and_team(
         self, get_header: HeaderGetter, peer: str | None, request: Any = None
     ) -> tuple[str | None, str | None]:
-        """Tenant and team: the resolver's values win; headers count only from trusted peers."""
-        tenant = team = None
-        if self.trusts(peer):
-            tenant = _label(self.tenant_header, get_header(self.tenant_header))
-            team = _label(self.team_header, get_header(self.team_header))
-        if self.resolver is not None and request is not None:
-            resolved = self._resolve(request)
-            if resolved[0] is not None:
-                tenant = resolved[0]
-            if resolved[1] is not None:
-                team = resolved[1]
-        return tenant, team
+        """Tenant and team of :meth:`attribution`."""
+        values = self.attribution(get_header, peer, request)
+        return values["tenant"], values["team"]
 
-    def _resolve(self, request: Any) -> tuple[str | None, str | None]:
+    def _resolve(self, request: Any) -> dict[str, str | None]:
         assert self.resolver is not None
         try:
             result = self.resolver(request)
         except Exception:
-            _logger.exception("aigw: tenant resolver failed; continuing without tenant and team")
-            return None, None
+            _logger.exception("aigw: tenant resolver failed; continuing without its values")
+            return {}
         values = _resolver_values(result)
         if values is None:
             _logger.error(
-                "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with the "
-                "keys %s, or None; continuing without tenant and team",
+                "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with any "
+                "of the keys %s, or None; continuing without its values",
                 _described(result),
-                " and ".join(_RESOLVER_KEYS),
+                ", ".join(_RESOLVER_KEYS),
             )
-            return None, None
-        tenant, team = values
-        return _label("tenant", tenant), _label("team", team)
+            return {}
+        return {key: _checked(key, key, value) for key, value in values.items()}
 
     def context_for(
         self, get_header: HeaderGetter, peer: str | None, request: Any = None
     ) -> CorrelationContext:
         """The whole context for one incoming request."""
-        tenant, team = self.tenant_and_team(get_header, peer, request)
-        return CorrelationContext(self.request_id(get_header), tenant, team)
+        values = self.attribution(get_header, peer, request)
+        return CorrelationContext(self.request_id(get_header), **values)
 
 
-def _resolver_values(result: object) -> tuple[object, object] | None:
-    """Tenant and team from a resolver's result, or None when it is not a documented shape.
+def _resolver_values(result: object) -> dict[str, object] | None:
+    """The fields of a resolver's result, or None when it is not a documented shape.
 
-    A pair (tuple or list of two) or a mapping with only the keys ``tenant`` and ``team``;
-    each value a string, an int or None. Anything else (a string, a set, another length, an
-    unknown key) would be unpacked into the wrong fields, so it is refused as a whole.
+    A pair (tuple or list of two: tenant and team) or a mapping with any of the keys
+    ``tenant``, ``team``, ``user`` and ``session``; each value a string, an int or None.
+    Anything else (a string, a set, another length, an unknown key) would be unpacked into the
+    wrong fields, so it is refused as a whole.
     """
     if result is None:
-        return None, None
+        return {}
     if isinstance(result, Mapping):
         if not set(result).issubset(_RESOLVER_KEYS):
             return None
-        values = (result.get("tenant"), result.get("team"))
+        values = dict(result)
     elif isinstance(result, (tuple, list)) and len(result) == 2:
-        values = (result[0], result[1])
+        values = {"tenant": result[0], "team": result[1]}
     else:
         return None
-    if not all(_is_label_type(value) for value in values):
+    if not all(_is_label_type(value) for value in values.values()):
         return None
     return values
 
@@ -162,12 +214,13 @@ def _described(result: object) -> str:
     return f"a {kind}"
 
 
-def _label(name: str, value: object) -> str | None:
+def _checked(field: str, name: str, value: object) -> str | None:
+    """``value`` when valid for ``field``; an invalid one is logged under ``name`` and dropped."""
     if value is None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    if _is_valid_label(value):
+    if _VALID[field](value):
         return value
     _logger.warning("aigw: dropped invalid %s value %s", name, _escape_for_log(value))
     return None

@@ -21,7 +21,8 @@ _UNBOUND = "-"
 
 
 class CorrelationFilter(logging.Filter):
-    """Adds ``request_id``, ``tenant`` and ``team`` to every record (``-`` where unbound).
+    """Adds ``request_id``, ``tenant``, ``team``, ``user`` and ``session`` to every record
+    (``-`` where unbound).
 
     Attach it to a handler and use the fields in the format, e.g.
     ``"%(levelname)s [%(request_id)s %(tenant)s/%(team)s] %(name)s: %(message)s"``. Fields a
@@ -75,7 +76,8 @@ def _log_attempt(
 def structlog_processor(
     logger: object, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor adding ``request_id``, ``tenant`` and ``team`` (``-`` where unbound).
+    """A structlog processor adding ``request_id``, ``tenant``, ``team``, ``user`` and
+    ``session`` (``-`` where unbound).
 
     Keys the event already has (bound with ``log.bind(...)`` or passed to the call) are kept.
     Put it before the renderer::
@@ -93,16 +95,18 @@ def _escape_for_log(value: str, limit: int = 64) -> str:
 
 
 def _correlation_fields() -> dict[str, str]:
-    """``request_id``, ``tenant`` and ``team`` of the bound context, ``-`` where unbound."""
+    """The log fields of the bound context, ``-`` where unbound."""
     return _fields_of(current_context())
 
 
 def _fields_of(context: CorrelationContext | None) -> dict[str, str]:
-    """The three log fields of ``context`` (``-`` for None values or no context)."""
+    """The five log fields of ``context`` (``-`` for None values or no context)."""
     if context is None:
-        return {"request_id": _UNBOUND, "tenant": _UNBOUND, "team": _UNBOUND}
+        return dict.fromkeys(("request_id", "tenant", "team", "user", "session"), _UNBOUND)
     return {
         "request_id": context.request_id,
         "tenant": context.tenant or _UNBOUND,
         "team": context.team or _UNBOUND,
+        "user": context.user or _UNBOUND,
+        "session": context.session or _UNBOUND,
     }

@@ -40,7 +40,13 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def seen() -> dict[str, str | None]:
     context = current_context()
     assert context is not None, "no correlation context is bound"
-    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+    return {
+        "request_id": context.request_id,
+        "tenant": context.tenant,
+        "team": context.team,
+        "user": context.user,
+        "session": context.session,
+    }
 
 
 async def call_gateway() -> None:
@@ -187,6 +193,19 @@ async def test_the_tenant_resolver_receives_the_asgi_scope(gateway_config: Gatew
     assert (body["tenant"], body["team"]) == ("acme", "web")
     assert received[0]["type"] == "http"
     assert received[0]["path"] == "/context"
+
+
+async def test_the_resolver_user_and_the_incoming_session_are_bound(
+    gateway_config: GatewayConfig,
+) -> None:
+    def resolver(scope: Any) -> dict[str, str]:
+        return {"tenant": "acme", "user": "u-42"}
+
+    async with client_for(starlette_app(config=gateway_config, tenant_resolver=resolver)) as c:
+        response = await c.get("/context", headers={"X-AI-Session": "chat-7"})
+
+    body = response.json()
+    assert (body["tenant"], body["user"], body["session"]) == ("acme", "u-42", "chat-7")
 
 
 async def test_without_arguments_the_settings_come_from_the_environment(

@@ -18,7 +18,14 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection
 
 from aigw_middleware import bind_context, current_context, get_client
-from aigw_middleware.celery import _REQUEST_ID_HEADER, _TEAM_HEADER, _TENANT_HEADER, install
+from aigw_middleware.celery import (
+    _REQUEST_ID_HEADER,
+    _SESSION_HEADER,
+    _TEAM_HEADER,
+    _TENANT_HEADER,
+    _USER_HEADER,
+    install,
+)
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.testing import FakeGateway
@@ -124,6 +131,14 @@ def test_published_task_message_carries_the_bound_request_id_tenant_and_team() -
     assert headers[_REQUEST_ID_HEADER] == REQUEST_ID
     assert headers[_TENANT_HEADER] == "acme"
     assert headers[_TEAM_HEADER] == "search"
+
+
+def test_published_task_message_carries_the_bound_user_and_session() -> None:
+    with bind_context(request_id=REQUEST_ID, user="u-42", session="chat-7"):
+        headers = published_headers(lambda task: task.delay())
+
+    assert (headers[_USER_HEADER], headers[_SESSION_HEADER]) == ("u-42", "chat-7")
+    assert _TENANT_HEADER not in headers
 
 
 def test_task_published_outside_any_context_carries_no_correlation_headers() -> None:
@@ -308,6 +323,17 @@ def test_eager_task_runs_in_the_callers_context_and_leaves_it_bound(
         assert current_context() is bound
 
     assert received(fake_gateway, 0) == received(fake_gateway, 1) == (REQUEST_ID, "acme", "search")
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_task_runs_with_the_publishers_user_and_session(
+    fake_gateway: FakeGateway, shared_config: GatewayConfig
+) -> None:
+    with bind_context(request_id=REQUEST_ID, user="u-42", session="chat-7"):
+        ask_then_enqueue.delay()
+
+    for request in fake_gateway.requests:
+        assert (request.headers["x-ai-user"], request.headers["x-ai-session"]) == ("u-42", "chat-7")
 
 
 @pytest.mark.usefixtures("eager")

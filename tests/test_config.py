@@ -290,6 +290,45 @@ def test_the_environment_variables_are_the_settings_marked_for_it() -> None:
         "AIGW_MAX_RETRIES",
         "AIGW_MODEL_PREFIX",
         "AIGW_HEADER_PROFILE",
+        "AIGW_PROFILE_OPTIONS",
         "AIGW_TRUST_TENANT_HEADERS_FROM",
         "AIGW_EXTRA_HEADERS",
+        "AIGW_API_KEY_RESOLVER",
     }
+
+
+def test_user_session_profile_options_and_key_resolver_settings() -> None:
+    config = GatewayConfig.from_mapping(
+        {"USER_HEADER": "X-User", "SESSION_HEADER": "X-Conversation"},
+        environ={
+            "AIGW_HEADER_PROFILE": "envoy",
+            "AIGW_PROFILE_OPTIONS": '{"tenant_header": "x-org-id"}',
+            "AIGW_API_KEY_RESOLVER": "tests.tenancy_fixture.tenant_key",
+        },
+    )
+    assert (config.user_header, config.session_header) == ("X-User", "X-Conversation")
+    assert config.profile_options == {"tenant_header": "x-org-id"}
+    assert config.api_key_resolver is tenancy_fixture.tenant_key
+    defaults = GatewayConfig()
+    assert (defaults.user_header, defaults.session_header) == ("X-AI-User", "X-AI-Session")
+    assert (defaults.profile_options, defaults.api_key_resolver) == ({}, None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"PROFILE_OPTIONS": {"session_name": "x"}}, "has no option 'session_name'"),
+        (
+            {"HEADER_PROFILE": "envoy", "PROFILE_OPTIONS": {"tenant_header": "x org"}},
+            "must be a header name",
+        ),
+        ({"PROFILE_OPTIONS": "not json"}, "must be a JSON object"),
+        ({"PROFILE_OPTIONS": {"send_tags": True}}, "mapping of option names to strings"),
+        ({"API_KEY_RESOLVER": "tests.tenancy_fixture.missing"}, "cannot be imported"),
+        ({"SESSION_HEADER": "X Session"}, "valid HTTP header name"),
+    ],
+)
+def test_bad_attribution_settings_name_the_setting(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        GatewayConfig.from_mapping(settings, environ={})
+    assert caught.value.key.upper() in {key for key in settings} | {"PROFILE_OPTIONS"}

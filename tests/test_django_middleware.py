@@ -255,6 +255,21 @@ async def test_resolver_reads_the_logged_in_user_under_async(
     assert headers["x-ai-team"] == "members"
 
 
+@pytest.mark.django_db
+def test_the_resolver_binds_the_logged_in_user_and_the_session_comes_from_its_header(
+    client: Client, aigw: Callable[..., None], fake_gateway: FakeGateway
+) -> None:
+    aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.attribution_from_user")
+    user = User.objects.create_user("carol")
+    client.force_login(user)
+
+    client.get("/plain/", headers={"X-AI-Session": "chat-7", "X-AI-User": "forged"})
+
+    headers = gateway_headers(fake_gateway)
+    assert (headers["x-ai-tenant"], headers["x-ai-user"]) == ("acme", f"u-{user.pk}")
+    assert headers["x-ai-session"] == "chat-7"
+
+
 async def test_concurrent_async_requests_keep_their_own_ids(
     async_client: AsyncClient, aigw: Callable[..., None], fake_gateway: FakeGateway
 ) -> None:

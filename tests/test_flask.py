@@ -118,6 +118,27 @@ def test_each_view_sends_the_request_id_tenant_and_team_to_the_gateway(
     }
 
 
+@pytest.mark.parametrize("path", ["/chat", "/stream", "/async"])
+def test_the_resolver_user_and_the_incoming_session_reach_the_gateway(
+    fake_gateway: FakeGateway, path: str
+) -> None:
+    app = make_app(fake_gateway)
+    AIGateway(app, tenant_resolver=lambda req: {"tenant": "acme", "user": req.args.get("user")})
+
+    response = app.test_client().get(
+        f"{path}?user=u-42", headers={"X-AI-Request-Id": "req-9", "X-AI-Session": "chat-7"}
+    )
+    response.get_data()
+
+    headers = fake_gateway.requests[-1].headers
+    assert {name: value for name, value in headers.items() if name.startswith("x-ai-")} == {
+        "x-ai-request-id": "req-9",
+        "x-ai-tenant": "acme",
+        "x-ai-user": "u-42",
+        "x-ai-session": "chat-7",
+    }
+
+
 @pytest.mark.parametrize("path", ["/chat", "/stream", "/stream-ctx", "/async"])
 def test_the_next_request_without_a_tenant_sends_none(fake_gateway: FakeGateway, path: str) -> None:
     app = make_app(fake_gateway)

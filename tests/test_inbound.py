@@ -211,3 +211,61 @@ def test_custom_tenant_header_names() -> None:
     )
     headers = getter({"X-Org": "acme", "X-Group": "ml", "X-AI-Tenant": "ignored"})
     assert p.tenant_and_team(headers, "127.0.0.1") == ("acme", "ml")
+
+
+def test_the_session_comes_from_its_incoming_header_whoever_sent_it() -> None:
+    headers = getter({"X-AI-Request-Id": "r-1", "X-AI-Session": "chat-7"})
+    assert policy().context_for(headers, "203.0.113.9") == CorrelationContext(
+        "r-1", session="chat-7"
+    )
+
+
+def test_a_session_is_never_generated_and_an_invalid_one_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert policy().context_for(getter({}), None).session is None
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        context = policy().context_for(getter({"X-AI-Session": "chat 7\r\n"}), None)
+    assert context.session is None
+    assert "ignored invalid incoming X-AI-Session header" in caplog.text
+
+
+def test_the_user_is_trusted_like_the_tenant() -> None:
+    headers = getter({"X-AI-User": "u-42", "X-AI-Tenant": "acme"})
+    trusted = policy(trust_tenant_headers_from=["10.0.0.0/8"])
+    assert policy().context_for(headers, "10.1.2.3").user is None
+    assert trusted.context_for(headers, "192.0.2.1").user is None
+    assert trusted.context_for(headers, "10.1.2.3").user == "u-42"
+
+
+def test_an_invalid_user_header_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    p = policy(trust_tenant_headers_from=["127.0.0.1"])
+    with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
+        assert p.context_for(getter({"X-AI-User": "jane doe"}), "127.0.0.1").user is None
+    assert "dropped invalid X-AI-User value" in caplog.text
+
+
+def test_a_resolver_mapping_may_set_user_and_session_and_its_values_win() -> None:
+    p = policy(
+        trust_tenant_headers_from=["127.0.0.1"],
+        tenant_resolver=lambda request: {"tenant": "acme", "user": "u-1", "session": "s-res"},
+    )
+    headers = getter({"X-AI-Request-Id": "r-1", "X-AI-User": "u-header", "X-AI-Session": "s-hdr"})
+    assert p.context_for(headers, "127.0.0.1", request=object()) == CorrelationContext(
+        "r-1", "acme", None, "u-1", "s-res"
+    )
+
+
+def test_a_resolver_user_that_is_invalid_is_dropped() -> None:
+    p = policy(tenant_resolver=lambda request: {"user": "u" * 129})
+    assert p.context_for(getter({}), None, request=object()).user is None
+
+
+def test_custom_user_and_session_header_names() -> None:
+    p = policy(user_header="X-User", session_header="X-Conversation")
+    p_trusted = policy(
+        user_header="X-User", session_header="X-Conversation", trust_tenant_headers_from=["::1"]
+    )
+    headers = getter({"X-User": "u-1", "X-Conversation": "c-1", "X-AI-Session": "ignored"})
+    assert p.context_for(headers, None).session == "c-1"
+    assert p_trusted.context_for(headers, "::1").user == "u-1"

@@ -27,8 +27,10 @@ def rendered(**bound: Any) -> dict[str, Any]:
     return parsed
 
 
-def test_event_gets_the_bound_request_id_tenant_and_team() -> None:
-    with bind_context(request_id="req-42", tenant="acme", team="search"):
+def test_event_gets_the_bound_request_id_tenant_team_user_and_session() -> None:
+    with bind_context(
+        request_id="req-42", tenant="acme", team="search", user="u-7", session="chat-1"
+    ):
         event = rendered()
 
     assert event == {
@@ -36,6 +38,8 @@ def test_event_gets_the_bound_request_id_tenant_and_team() -> None:
         "request_id": "req-42",
         "tenant": "acme",
         "team": "search",
+        "user": "u-7",
+        "session": "chat-1",
     }
 
 
@@ -43,6 +47,7 @@ def test_event_gets_dashes_when_nothing_is_bound() -> None:
     event = rendered()
 
     assert (event["request_id"], event["tenant"], event["team"]) == ("-", "-", "-")
+    assert (event["user"], event["session"]) == ("-", "-")
 
 
 def test_absent_tenant_and_team_of_a_bound_context_are_dashes() -> None:
@@ -97,6 +102,8 @@ def test_stdlib_records_rendered_by_processor_formatter_get_the_fields() -> None
         "request_id": "req-42",
         "tenant": "acme",
         "team": "-",
+        "user": "-",
+        "session": "-",
     }
 
 
@@ -145,7 +152,17 @@ def test_documented_json_logging_config_writes_one_json_object_per_record() -> N
     )
 
     first, second = (json.loads(line) for line in done.stderr.splitlines())
-    assert set(first) == {"event", "level", "logger", "timestamp", "request_id", "tenant", "team"}
+    assert set(first) == {
+        "event",
+        "level",
+        "logger",
+        "timestamp",
+        "request_id",
+        "tenant",
+        "team",
+        "user",
+        "session",
+    }
     assert first["event"] == "summary requested"
     assert (first["request_id"], first["tenant"], first["team"]) == ("req-42", "acme", "search")
     assert (first["level"], first["logger"]) == ("info", "shop.views")

@@ -19,3 +19,11 @@ def fixed_tenant(request: HttpRequest) -> tuple[str | None, str | None]:
 
 
 NOT_CALLABLE = "a string, not a function"
+
+
+def attribution_from_user(request: HttpRequest) -> dict[str, str | None] | None:
+    """Tenant ``acme`` and the logged-in user's opaque ID (its primary key) as the user."""
+    user = request.user
+    if not user.is_authenticated:
+        return None
+    return {"tenant": "acme", "user": f"u-{user.pk}"}
