@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 
 from ._httpx import timeout_for
-from ._results import gateway_request_id
+from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig
-from .context import CorrelationContext, _new_request_id, current_context
+from .context import CorrelationContext, _new_request_id, _safe_context, current_context
 from .errors import (
     ConfigurationError,
     GatewayConnectionError,
@@ -26,6 +26,7 @@ from .errors import (
     _is_budget_error,
     _parse_error_body,
 )
+from .profiles import _get_profile
 from .retry import _decide
 from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION
 
@@ -57,9 +58,13 @@ class Attempts:
             )
         self.http = http
         self.config = config
-        self.spec = spec
         self.context = current_context() or CorrelationContext(_new_request_id())
         self.attempt = 0
+        # Body fields go only with calls under base_url, as the correlation headers do.
+        profile = _get_profile(config.header_profile, config.profile_options)
+        if profile.body and not absolute and isinstance(spec.json, Mapping):
+            spec = replace(spec, json=profile.body_fields(spec.json, _safe_context(self.context)))
+        self.spec = spec
         self._url = spec.path if absolute else spec.path.lstrip("/")
 
     def next_request(self) -> httpx.Request:
@@ -101,6 +106,7 @@ class Attempts:
             body,
             request_id=self.context.request_id,
             gateway_request_id=gateway_request_id(response),
+            provider_request_id=provider_request_id(response),
             retry_after=decision.retry_after,
             attempts=self.attempt,
             note=note,

@@ -10,25 +10,47 @@ import httpx
 from .context import CorrelationContext
 from .errors import GatewayStatusError, _parse_error_body
 
-#: Response headers where gateways put their own request ID, in the order they are looked up.
+#: Response headers where gateways put their own request ID, in the order they are looked up:
+#: each gateway's own ID first (Helicone, Bifrost, Cloudflare, Kong, LiteLLM, Portkey), then the
+#: generic ones, which a gateway may pass on from the provider.
 GATEWAY_REQUEST_ID_HEADERS = (
-    "x-request-id",
     "helicone-id",
+    "x-bifrost-request-id",
+    "cf-aig-log-id",
+    "x-kong-request-id",
     "x-litellm-call-id",
-    "x-portkey-request-id",
+    "x-portkey-trace-id",
+    "x-request-id",
     "request-id",
+)
+#: Response headers carrying the provider's own request ID, as gateways pass it on.
+PROVIDER_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "llm_provider-x-request-id",
+    "helicone-provider-req-id",
+    "apim-request-id",
 )
 
 _R = TypeVar("_R", bound="_Result")
 
 
-def gateway_request_id(response: httpx.Response) -> str | None:
-    """The gateway's own request ID from a response, if it sent one."""
-    for name in GATEWAY_REQUEST_ID_HEADERS:
+def _first(response: httpx.Response, names: tuple[str, ...]) -> str | None:
+    for name in names:
         value = response.headers.get(name)
         if value:
             return str(value)
     return None
+
+
+def gateway_request_id(response: httpx.Response) -> str | None:
+    """The gateway's own request ID from a response, if it sent one."""
+    return _first(response, GATEWAY_REQUEST_ID_HEADERS)
+
+
+def provider_request_id(response: httpx.Response) -> str | None:
+    """The provider's request ID as the gateway passed it on, if it did."""
+    return _first(response, PROVIDER_REQUEST_ID_HEADERS)
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
@@ -40,6 +62,7 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
             response.status_code,
             _parse_error_body(b"", "the gateway's answer is not JSON"),
             gateway_request_id=gateway_request_id(response),
+            provider_request_id=provider_request_id(response),
         ) from exc
     return data if isinstance(data, dict) else {"data": data}
 
@@ -49,11 +72,17 @@ class _Result:
     raw: dict[str, Any]
     request_id: str
     gateway_request_id: str | None
+    provider_request_id: str | None = None
 
     @classmethod
     def of(cls: type[_R], response: httpx.Response, context: CorrelationContext) -> _R:
         """The result that ``response`` carries, for the call made with ``context``."""
-        return cls(json_body(response), context.request_id, gateway_request_id(response))
+        return cls(
+            json_body(response),
+            context.request_id,
+            gateway_request_id(response),
+            provider_request_id(response),
+        )
 
 
 @dataclass(frozen=True, slots=True)

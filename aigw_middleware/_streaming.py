@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 import httpx
 
 from ._attempts import connection_error
-from ._results import ChatCompletionChunk, gateway_request_id
+from ._results import ChatCompletionChunk, gateway_request_id, provider_request_id
 from .context import CorrelationContext
 from .errors import _classify, _parse_error_body
 
@@ -78,6 +78,7 @@ class _Stream:
         self.response = response
         self.request_id = context.request_id
         self.gateway_request_id = gateway_request_id(response)
+        self.provider_request_id = provider_request_id(response)
         self._context = context
 
     def _chunk(self, data: str) -> ChatCompletionChunk | None:
@@ -95,6 +96,7 @@ class _Stream:
                 body,
                 request_id=self.request_id,
                 gateway_request_id=self.gateway_request_id,
+                provider_request_id=self.provider_request_id,
                 note="(in stream)",
             )
         return ChatCompletionChunk(event)

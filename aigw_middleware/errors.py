@@ -142,8 +142,9 @@ class GatewayStatusError(GatewayError):
     """The gateway answered with an error status.
 
     Carries ``status``, the gateway's ``message``, ``type`` and ``code``, our ``request_id``,
-    the gateway's own ``gateway_request_id``, ``retry_after`` (seconds, when the gateway said),
-    ``attempts`` and the parsed ``body``.
+    the gateway's own ``gateway_request_id``, the provider's ``provider_request_id`` (when the
+    gateway passed it on), ``retry_after`` (seconds, when the gateway said), ``attempts`` and the
+    parsed ``body``.
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class GatewayStatusError(GatewayError):
         *,
         request_id: str | None = None,
         gateway_request_id: str | None = None,
+        provider_request_id: str | None = None,
         retry_after: float | None = None,
         attempts: int = 1,
         note: str = "",
@@ -163,12 +165,15 @@ class GatewayStatusError(GatewayError):
         self.type = body.type
         self.code = body.code
         self.gateway_request_id = gateway_request_id
+        self.provider_request_id = provider_request_id
         self.retry_after = retry_after
         parts = [f"{status} {body.message!r}"]
         if body.type or body.code:
             parts.append(f"(type={body.type}, code={body.code})")
         parts.append(f"request_id={request_id}")
         parts.append(f"gateway_request_id={gateway_request_id}")
+        if provider_request_id is not None:
+            parts.append(f"provider_request_id={provider_request_id}")
         if retry_after is not None:
             parts.append(f"retry_after={retry_after:g}s")
         parts.append(f"attempts={attempts}")

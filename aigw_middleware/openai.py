@@ -29,8 +29,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._httpx import no_cookie_jar, proxy_for, timeout_for
 from ._shared import current_config
 from .config import GatewayConfig
-from .context import bind_context, current_context
-from .transport import AsyncCorrelationTransport, CorrelationTransport
+from .context import _safe_context, bind_context, current_context
+from .profiles import _get_profile
+from .transport import (
+    _API_KEY_EXTENSION,
+    AsyncCorrelationTransport,
+    CorrelationTransport,
+    _resolve_api_key,
+)
 
 __all__ = ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"]
 
@@ -79,7 +85,11 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
                 return super().request(*args, **kwargs)
 
     def _prepare_options(self, options: Any) -> Any:
-        return super()._prepare_options(_with_model_prefix(self.gateway_config, options))
+        return super()._prepare_options(_for_gateway(self.gateway_config, options))
+
+    def _prepare_request(self, request: Any) -> None:
+        super()._prepare_request(request)
+        _resolve_key_early(self.gateway_config, request)
 
 
 class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
@@ -98,7 +108,11 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
                 return await super().request(*args, **kwargs)
 
     async def _prepare_options(self, options: Any) -> Any:
-        return await super()._prepare_options(_with_model_prefix(self.gateway_config, options))
+        return await super()._prepare_options(_for_gateway(self.gateway_config, options))
+
+    async def _prepare_request(self, request: Any) -> None:
+        await super()._prepare_request(request)
+        _resolve_key_early(self.gateway_config, request)
 
 
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:
@@ -157,9 +171,38 @@ def _http_client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool)
     )
 
 
-def _with_model_prefix(config: GatewayConfig, options: Any) -> Any:
+def _for_gateway(config: GatewayConfig, options: Any) -> Any:
+    """One attempt's options with the model prefix and the profile's body fields applied."""
     body = options.json_data
-    if config.model_prefix and isinstance(body, dict) and isinstance(body.get("model"), str):
+    if not isinstance(body, dict):
+        return options
+    changed = dict(body)
+    if config.model_prefix and isinstance(body.get("model"), str):
+        changed["model"] = config.prefixed_model(body["model"])
+    profile = _get_profile(config.header_profile, config.profile_options)
+    context = current_context()
+    if profile.body and context is not None and not _is_absolute(options.url):
+        changed = profile.body_fields(changed, _safe_context(context))
+    if changed != body:
         # options is the SDK's per-attempt copy; the caller's body dict stays untouched.
-        options.json_data = {**body, "model": config.prefixed_model(body["model"])}
+        options.json_data = changed
     return options
+
+
+def _is_absolute(url: object) -> bool:
+    return isinstance(url, str) and url.startswith(("http://", "https://"))
+
+
+def _resolve_key_early(config: GatewayConfig, request: Any) -> None:
+    """Resolve the attempt's gateway key before the SDK sends it.
+
+    A resolver that fails then raises its ConfigurationError from the call itself: raised in
+    the transport, the SDK would retry it and report a connection error.
+    """
+    if config.api_key_resolver is None:
+        return
+    context = current_context()
+    if context is not None:
+        request.extensions[_API_KEY_EXTENSION] = _resolve_api_key(
+            config.api_key_resolver, _safe_context(context)
+        )

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .config import GatewayConfig
+from .config import ApiKeyResolver, GatewayConfig
 from .context import (
     CorrelationContext,
     _is_valid_label,
@@ -27,6 +27,7 @@ from .context import (
     _safe_context,
     current_context,
 )
+from .errors import ConfigurationError
 from .log import _escape_for_log, _log_attempt, _logger
 from .profiles import _CorrelationNames, _Field, _get_profile
 
@@ -36,6 +37,8 @@ __all__ = ["AsyncCorrelationTransport", "CorrelationTransport"]
 _CONTEXT_EXTENSION = "aigw.context"
 #: Request extension holding the attempt number of one logical call (1 for the first).
 _ATTEMPT_EXTENSION = "aigw.attempt"
+#: Request extension holding the key an SDK wrapper already resolved for this attempt.
+_API_KEY_EXTENSION = "aigw.api_key"
 _INJECTED_EXTENSION = "aigw.injected"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,9 +76,13 @@ class _HeaderInjector:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.names = _CorrelationNames(
-            config.request_id_header, config.tenant_header, config.team_header
+            config.request_id_header,
+            config.tenant_header,
+            config.team_header,
+            config.user_header,
+            config.session_header,
         )
-        self.profile = _get_profile(config.header_profile)
+        self.profile = _get_profile(config.header_profile, config.profile_options)
         self._generic = {name.lower(): source for name, source in self.names.pairs()}
         self._managed = frozenset(
             name.lower() for name in (*self._generic, *self.profile.native_names)
@@ -94,7 +101,7 @@ class _HeaderInjector:
         present = set(headers.keys())  # lower-cased; one pass instead of a scan per name
         injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
         if not self.is_target(request.url):
-            for key in present.intersection(self._managed):
+            for key in present.intersection(self._managed | injected):
                 del headers[key]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
             return context
@@ -109,6 +116,14 @@ class _HeaderInjector:
                 continue  # set explicitly on this call: it wins
             headers[name] = value
             added.add(key)
+        if self.config.api_key_resolver is not None:
+            if _API_KEY_EXTENSION in request.extensions:
+                api_key = request.extensions[_API_KEY_EXTENSION]
+            else:
+                api_key = _resolve_api_key(self.config.api_key_resolver, context)
+            if api_key is not None:
+                headers["Authorization"] = f"Bearer {api_key}"
+                added.add("authorization")
         for key in present.intersection(injected).difference(added):
             del headers[key]
         request.extensions[_INJECTED_EXTENSION] = frozenset(added)
@@ -130,6 +145,36 @@ _VALID: dict[_Field, Callable[[object], bool]] = {
     "user": _is_valid_user,
     "session": _is_valid_request_id,
 }
+
+
+def _resolve_api_key(resolver: ApiKeyResolver, context: CorrelationContext) -> str | None:
+    """The key ``resolver`` picks for the call made with ``context``, or None for ``api_key``.
+
+    A resolver that raises or returns something else than a single-line string fails the call
+    with a :class:`ConfigurationError` naming the resolver; the error never shows a key.
+    """
+    name = _name_of(resolver)
+    try:
+        key = resolver(context)
+    except Exception as exc:
+        raise ConfigurationError(
+            "api_key_resolver", name, f"{name} raised {type(exc).__name__}"
+        ) from None
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or any(c in key for c in "\r\n\0"):
+        raise ConfigurationError(
+            "api_key_resolver",
+            name,
+            f"{name} returned {type(key).__name__}; it must return a single-line string or None",
+        )
+    return key
+
+
+def _name_of(resolver: Callable[..., Any]) -> str:
+    module = getattr(resolver, "__module__", None)
+    qualname = getattr(resolver, "__qualname__", None) or type(resolver).__qualname__
+    return f"{module}.{qualname}" if module else qualname
 
 
 def _context_of(request: httpx.Request) -> CorrelationContext:

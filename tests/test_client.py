@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -31,6 +32,7 @@ from aigw_middleware import (
 )
 from aigw_middleware import client as client_module
 from aigw_middleware._httpx import proxy_for
+from aigw_middleware.context import CorrelationContext
 from aigw_middleware.testing import FakeGateway
 
 HI = [{"role": "user", "content": "hi there"}]
@@ -478,3 +480,165 @@ def test_the_client_never_mounts_environment_proxies_around_its_transport(
     ):
         client.models.list()
     assert x_ai(fake_gateway) == {"x-ai-request-id": "no-proxy"}
+
+
+def authorization(gateway: FakeGateway, index: int = -1) -> str | None:
+    return gateway.requests[index].headers.get("authorization")
+
+
+def test_the_api_key_resolver_picks_each_calls_key_and_none_falls_back_to_api_key(
+    make_api: Callable[..., Api],
+    gateway_config: GatewayConfig,
+    fake_gateway: FakeGateway,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = gateway_config.replace(api_key_resolver="tests.tenancy_fixture.tenant_key")
+    api = make_api(config)
+    with caplog.at_level(logging.DEBUG, logger="aigw_middleware"):
+        for tenant in ("acme", "globex", "initech"):
+            with bind_context(tenant=tenant):
+                api(lambda c: c.chat.completions.create(model="m", messages=HI))
+        api(lambda c: c.models.list())
+    assert [authorization(fake_gateway, i) for i in range(4)] == [
+        "Bearer sk-acme-virtual-key",
+        "Bearer sk-globex-virtual-key",
+        "Bearer sk-test-secret",
+        "Bearer sk-test-secret",
+    ]
+    assert "virtual-key" not in caplog.text
+    assert "virtual-key" not in repr(config)
+
+
+def test_the_resolver_gets_the_calls_context_and_its_key_stays_on_every_retry(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    seen: list[CorrelationContext] = []
+
+    def resolver(context: CorrelationContext) -> str:
+        seen.append(context)
+        return f"sk-{context.tenant or 'none'}"
+
+    fake_gateway.queue_response(503, headers={"retry-after-ms": "1"})
+    with GatewayClient(gateway_config, api_key_resolver=resolver) as client:
+        with bind_context(request_id="req-k", tenant="acme"):
+            client.chat.completions.create(model="m", messages=HI)
+        client.models.list()
+    assert [authorization(fake_gateway, i) for i in range(3)] == [
+        "Bearer sk-acme",
+        "Bearer sk-acme",
+        "Bearer sk-none",
+    ]
+    assert seen[0].request_id == "req-k"
+    assert seen[-1].request_id == fake_gateway.requests[-1].headers["x-ai-request-id"]
+
+
+def test_a_resolver_that_raises_fails_the_call_naming_the_resolver_without_the_key(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    config = gateway_config.replace(api_key_resolver="tests.tenancy_fixture.broken_key")
+    with GatewayClient(config) as client, pytest.raises(ConfigurationError) as caught:
+        client.chat.completions.create(model="m", messages=HI)
+    assert "tests.tenancy_fixture.broken_key raised KeyError" in str(caught.value)
+    assert "sk-" not in str(caught.value)
+    assert fake_gateway.requests == []
+
+
+@pytest.mark.parametrize("bad", [42, "", "sk-two\nlines"])
+def test_a_resolver_that_returns_no_single_line_string_fails_the_call(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway, bad: object
+) -> None:
+    with (
+        GatewayClient(gateway_config, api_key_resolver=lambda context: bad) as client,
+        pytest.raises(ConfigurationError, match="must return a single-line string or None") as err,
+    ):
+        client.models.list()
+    assert "sk-two" not in str(err.value)
+    assert fake_gateway.requests == []
+
+
+def test_a_resolved_key_is_never_sent_to_a_host_that_is_not_the_gateway(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    config = gateway_config.replace(api_key=None, api_key_resolver=lambda c: "sk-tenant")
+    with FakeGateway() as other, GatewayClient(config) as client, bind_context(tenant="acme"):
+        client.request("GET", f"{other.base_url}/models")
+        client.request("GET", "models")
+        assert authorization(other) is None
+    assert authorization(fake_gateway) == "Bearer sk-tenant"
+
+
+def test_a_streamed_call_uses_the_resolved_key(
+    make_api: Callable[..., Api], gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    api = make_api(gateway_config, api_key_resolver="tests.tenancy_fixture.tenant_key")
+    chunks: list[ChatCompletionChunk] = []
+    with bind_context(tenant="acme"):
+        stream = api(lambda c: c.chat.completions.create(model="m", messages=HI, stream=True))
+        api.read(stream, chunks)
+    assert chunks
+    assert authorization(fake_gateway) == "Bearer sk-acme-virtual-key"
+
+
+def test_gateway_request_id_prefers_the_gateways_own_id_and_the_providers_is_kept_apart(
+    api: Api, fake_gateway: FakeGateway
+) -> None:
+    answers = [
+        ({"helicone-id": "hel-1", "x-request-id": "req_openai"}, "hel-1", "req_openai"),
+        ({"x-bifrost-request-id": "bf-1", "x-request-id": "req_p"}, "bf-1", "req_p"),
+        ({"cf-aig-log-id": "01JAD", "x-request-id": "req_p"}, "01JAD", "req_p"),
+        ({"x-kong-request-id": "kong-1", "x-request-id": "req_p"}, "kong-1", "req_p"),
+        (
+            {
+                "x-litellm-call-id": "call-1",
+                "llm_provider-x-request-id": "req_l",
+                "x-request-id": "",
+            },
+            "call-1",
+            "req_l",
+        ),
+        ({"x-portkey-trace-id": "req-1", "x-request-id": "req_pk"}, "req-1", "req_pk"),
+        (
+            {"helicone-id": "hel-2", "helicone-provider-req-id": "req_h", "x-request-id": ""},
+            "hel-2",
+            "req_h",
+        ),
+        ({"x-request-id": "fgw-direct"}, "fgw-direct", "fgw-direct"),
+        ({"x-request-id": "", "apim-request-id": "apim-1"}, None, "apim-1"),
+    ]
+    for headers, _, _ in answers:
+        fake_gateway.queue_response(200, headers=headers)
+    results = [api(lambda c: c.chat.completions.create(model="m", messages=HI)) for _ in answers]
+    assert [(r.gateway_request_id, r.provider_request_id) for r in results] == [
+        (gateway, provider) for _, gateway, provider in answers
+    ]
+
+
+def test_status_errors_carry_the_provider_request_id(api: Api, fake_gateway: FakeGateway) -> None:
+    fake_gateway.queue_response(
+        401,
+        headers={
+            "x-litellm-call-id": "call-9",
+            "llm_provider-x-request-id": "req_up",
+            "x-request-id": "",
+        },
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        api(lambda c: c.models.list())
+    error = caught.value
+    assert (error.gateway_request_id, error.provider_request_id) == ("call-9", "req_up")
+    assert "gateway_request_id=call-9 provider_request_id=req_up" in str(error)
+
+
+def test_the_openrouter_profile_fills_user_and_session_id_in_the_body(
+    gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    with GatewayClient(gateway_config, header_profile="openrouter") as client:
+        with bind_context(user="u-42", session="chat-7"):
+            client.chat.completions.create(model="m", messages=HI)
+            client.chat.completions.create(model="m", messages=HI, user="caller-set")
+        client.chat.completions.create(model="m", messages=HI)
+    bodies = [request.json for request in fake_gateway.requests]
+    assert (bodies[0]["user"], bodies[0]["session_id"]) == ("u-42", "chat-7")
+    assert (bodies[1]["user"], bodies[1]["session_id"]) == ("caller-set", "chat-7")
+    assert "user" not in bodies[2]
+    assert "session_id" not in bodies[2]

@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from aigw_middleware import bind_context, current_context
+from aigw_middleware import ConfigurationError, bind_context, current_context
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.openai import PLACEHOLDER_API_KEY, AsyncOpenAI, OpenAI
 from aigw_middleware.testing import FakeGateway
@@ -343,6 +343,58 @@ def test_an_own_httpx_client_wrapped_in_the_correlation_transport_works(
         client.models.list()
 
     assert correlation_of(fake_gateway) == ("req-own", None, "blue")
+    client.close()
+
+
+def test_the_api_key_resolver_picks_each_calls_key(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    config = gateway_config.replace(api_key_resolver="tests.tenancy_fixture.tenant_key")
+    client = OpenAI(config=config)
+    with bind_context(tenant="acme"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with bind_context(tenant="initech"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    client.models.list()
+    keys = [request.headers["authorization"] for request in fake_gateway.requests]
+    assert keys == ["Bearer sk-acme-virtual-key", "Bearer sk-test-secret", "Bearer sk-test-secret"]
+    client.close()
+
+
+async def test_the_async_sdk_client_uses_the_resolved_key(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    config = gateway_config.replace(api_key_resolver="tests.tenancy_fixture.tenant_key")
+    client = AsyncOpenAI(config=config)
+    with bind_context(tenant="globex"):
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert fake_gateway.requests[0].headers["authorization"] == "Bearer sk-globex-virtual-key"
+    await client.close()
+
+
+def test_a_failing_key_resolver_raises_its_configuration_error_at_once(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    config = gateway_config.replace(api_key_resolver="tests.tenancy_fixture.broken_key")
+    client = OpenAI(config=config)
+    with pytest.raises(ConfigurationError, match="broken_key raised KeyError") as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert "sk-" not in str(caught.value)
+    assert fake_gateway.requests == []
+    client.close()
+
+
+def test_the_openrouter_profile_fills_body_fields_the_caller_did_not_set(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    client = OpenAI(config=gateway_config.replace(header_profile="openrouter"))
+    with bind_context(user="u-42", session="chat-7"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="mine")
+    first, second = (request.json for request in fake_gateway.requests)
+    assert (first["user"], first["session_id"]) == ("u-42", "chat-7")
+    assert (second["user"], second["session_id"]) == ("mine", "chat-7")
+    assert fake_gateway.requests[0].headers["x-session-id"] == "chat-7"
     client.close()
 
 

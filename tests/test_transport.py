@@ -256,3 +256,26 @@ def test_every_attempt_is_logged_with_the_correlation_fields(
     assert record.aigw_status == 200  # type: ignore[attr-defined]
     assert (record.request_id, record.tenant, record.team) == ("req-1", "acme", "-")  # type: ignore[attr-defined]
     assert "should-not-appear" not in caplog.text
+
+
+def test_a_resolved_key_goes_to_the_gateway_only_and_not_past_a_redirect(
+    recorder: Recorder,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        recorder.requests.append(request)
+        if request.url.path.startswith("/ai/"):
+            return httpx.Response(307, headers={"Location": "http://elsewhere.test/x"})
+        return httpx.Response(200, json={})
+
+    config = GatewayConfig(base_url="http://gateway.test/ai", api_key_resolver=lambda c: "sk-t")
+    transport = CorrelationTransport(httpx.MockTransport(handler), config)
+    with (
+        httpx.Client(transport=transport, follow_redirects=True) as client,
+        bind_context(tenant="acme"),
+    ):
+        client.get("http://gateway.test/ai/models")
+        client.get("http://gateway.test/other", headers={"Authorization": "Bearer app-token"})
+    to_gateway, redirected, outside = recorder.requests
+    assert to_gateway.headers["authorization"] == "Bearer sk-t"
+    assert "authorization" not in redirected.headers
+    assert outside.headers["authorization"] == "Bearer app-token"

@@ -78,13 +78,52 @@ def test_the_upstream_receives_the_x_ai_headers_and_the_answer_comes_back(
         response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert response.content == ANSWER
     assert response.request_id == "req-portkey-1"
-    assert response.gateway_request_id == "fgw-1"
+    # Portkey's own ID is its trace ID; the upstream's x-request-id passes through.
+    assert response.gateway_request_id == "req-portkey-1"
+    assert response.provider_request_id == "fgw-1"
     (received,) = fake_gateway.requests
     assert received.path == "/v1/chat/completions"
     assert received.json["messages"] == MESSAGES
     assert x_ai(received.headers) == X_AI_RECEIVED
     assert received.headers["authorization"] == "Bearer sk-placeholder"
     assert not [name for name in received.headers if name.startswith("x-portkey-")]
+
+
+def test_user_and_session_reach_the_upstream_and_portkey_accepts_the_metadata(
+    client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    bound = {**BOUND, "user": "u-42", "session": "chat-7"}
+    with bind_context(**bound):
+        response = client.request(
+            "POST", "chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
+        )
+    assert response.status_code == 200
+    (received,) = fake_gateway.requests
+    assert x_ai(received.headers) == {
+        **X_AI_RECEIVED,
+        "x-ai-user": "u-42",
+        "x-ai-session": "chat-7",
+    }
+    sent = json.loads(response.request.headers["x-portkey-metadata"])
+    assert sent == {
+        "request_id": "req-portkey-1",
+        "tenant": "acme",
+        "team": "ml",
+        "_user": "u-42",
+        "session": "chat-7",
+    }
+
+
+def test_a_tenants_key_from_the_resolver_reaches_the_upstream(
+    config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    keyed = config.replace(api_key_resolver="tests.tenancy_fixture.tenant_key")
+    with GatewayClient(keyed) as client:
+        with bind_context(tenant="acme"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    keys = [request.headers["authorization"] for request in fake_gateway.requests]
+    assert keys == ["Bearer sk-acme-virtual-key", "Bearer sk-placeholder"]
 
 
 def test_portkey_takes_the_request_id_as_its_trace_id(client: GatewayClient) -> None:
@@ -123,7 +162,8 @@ def test_an_upstream_500_is_retried_then_raised_as_upstream_error(
     with bind_context(**BOUND), pytest.raises(UpstreamError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert (caught.value.status, caught.value.attempts) == (500, 3)
-    assert caught.value.gateway_request_id == "fgw-3"
+    assert caught.value.gateway_request_id == "req-portkey-1"
+    assert caught.value.provider_request_id == "fgw-3"
     assert len(fake_gateway.requests) == 3
 
 
@@ -200,7 +240,11 @@ def test_the_example_django_app_under_gunicorn_sends_the_incoming_ids_through_po
     with running(argv, port=port, env=env) as app:
         response = httpx.get(
             f"{app.base_url}{view}?q=hello django",
-            headers={"X-AI-Request-Id": "req-django-1", "X-Demo-User": "alice"},
+            headers={
+                "X-AI-Request-Id": "req-django-1",
+                "X-AI-Session": "chat-9",
+                "X-Demo-User": "alice",
+            },
             timeout=20.0,
         )
     assert response.status_code == 200, response.text
@@ -211,5 +255,7 @@ def test_the_example_django_app_under_gunicorn_sends_the_incoming_ids_through_po
         "x-ai-request-id": "req-django-1",
         "x-ai-tenant": "acme",
         "x-ai-team": "research",
+        "x-ai-user": "u-7f3a9c",
+        "x-ai-session": "chat-9",
     }
     assert received.json.get("stream", False) is (view == "/stream/")
