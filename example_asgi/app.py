@@ -126,8 +126,14 @@ def correlation() -> dict[str, Any]:
     """What the code sees as bound for this request."""
     context = current_context()
     if context is None:
-        return {"request_id": None, "tenant": None, "team": None}
-    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+        return dict.fromkeys(("request_id", "tenant", "team", "user", "session"))
+    return {
+        "request_id": context.request_id,
+        "tenant": context.tenant,
+        "team": context.team,
+        "user": context.user,
+        "session": context.session,
+    }
 
 
 def question(q: str) -> list[Any]:

@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-DEMO_TENANTS: dict[str, tuple[str, str]] = {
-    "acme": ("acme", "support"),
-    "globex": ("globex", "research"),
+DEMO_TENANTS: dict[str, dict[str, str]] = {
+    "acme": {"tenant": "acme", "team": "support"},
+    "globex": {"tenant": "globex", "team": "research"},
 }
+#: Demo users by name, and their opaque IDs (what a real app keeps as a primary key or UUID).
+DEMO_USER_IDS = {"alice": "u-7f3a9c", "bob": "u-91c2e4"}
 
 
-def resolve_tenant(scope: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(tenant, team)`` for a demo tenant named in the query string, else None."""
+def resolve_tenant(scope: Mapping[str, Any]) -> dict[str, str | None]:
+    """Tenant and team of a demo tenant, and a demo user's ID, named in the query string."""
     query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
-    return DEMO_TENANTS.get(query.get("tenant", [""])[0])
+    user = DEMO_USER_IDS.get(query.get("user", [""])[0])
+    return {**DEMO_TENANTS.get(query.get("tenant", [""])[0], {}), "user": user}

@@ -57,14 +57,21 @@ def print_table(
 
 
 def gateway_saw(gateway: FakeGateway | None, request_id: str | None) -> tuple[str, str]:
-    """(request ID, 'tenant/team') of the gateway call carrying ``request_id``."""
+    """(request ID, 'tenant/team user session') of the gateway call carrying ``request_id``."""
     if gateway is None:
         return "(external)", ""
     for request in gateway.requests:
         if request_id and request.headers.get("x-ai-request-id") == request_id:
-            headers = request.headers
-            return request_id, f"{headers.get('x-ai-tenant', '-')}/{headers.get('x-ai-team', '-')}"
+            return request_id, attribution(request.headers)
     return "(no call)", ""
+
+
+def attribution(headers: httpx.Headers) -> str:
+    """'tenant/team user session' as the gateway received them (``-`` where absent)."""
+    tenant, team, user, session = (
+        headers.get(f"x-ai-{name}", "-") for name in ("tenant", "team", "user", "session")
+    )
+    return f"{tenant}/{team} {user} {session}"
 
 
 # Part 1: plain code ----------------------------------------------------------------------------
@@ -79,7 +86,9 @@ def library_calls(config: GatewayConfig, gateway: FakeGateway | None) -> list[li
         rows.append([what, bound_id, result_id, seen_id, labels, note])
 
     with GatewayClient(config) as client:
-        with bind_context(request_id="demo-script-1", tenant="acme", team="ml") as bound:
+        with bind_context(
+            request_id="demo-script-1", tenant="acme", team="ml", user="u-7f3a9c", session="nightly"
+        ) as bound:
             plain = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
             row("plain call", bound.request_id, plain.request_id, plain.content[:32])
             with client.chat.completions.create(
@@ -112,6 +121,7 @@ class Example:
     streamed: str
     tenant_a: dict[str, str]  # query parameters or headers (keys starting with "X-")
     tenant_b: dict[str, str]
+    user_a: str  # the opaque ID the gateway gets for tenant_a's demo user
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -124,6 +134,7 @@ EXAMPLES = [
         "/stream/",
         {"X-Demo-User": "alice"},
         {"X-Demo-User": "bob"},
+        "u-7f3a9c",
         DJANGO_ENV,
     ),
     Example(
@@ -133,6 +144,7 @@ EXAMPLES = [
         "/stream-async/",
         {"X-Demo-User": "alice"},
         {"X-Demo-User": "bob"},
+        "u-7f3a9c",
         DJANGO_ENV,
     ),
     Example(
@@ -140,16 +152,18 @@ EXAMPLES = [
         lambda port: gunicorn("example_flask.app:app", port, "-w", "1"),
         "/chat",
         "/stream-ctx",
-        {"tenant": "acme"},
-        {"tenant": "globex"},
+        {"tenant": "acme", "user": "alice"},
+        {"tenant": "globex", "user": "bob"},
+        "u-7f3a9c",
     ),
     Example(
         "FastAPI / uvicorn",
         lambda port: uvicorn("example_asgi.app:app", port),
         "/chat",
         "/stream",
-        {"tenant": "acme"},
-        {"tenant": "globex"},
+        {"tenant": "acme", "user": "alice"},
+        {"tenant": "globex", "user": "bob"},
+        "u-7f3a9c",
     ),
 ]
 
@@ -160,17 +174,41 @@ class Probe:
     path: str
     incoming_id: str | None
     tenant: dict[str, str]
+    session: str | None = None  # sent as X-AI-Session, as a front end names its conversation
+    user: str | None = None  # the user ID the gateway should get
     fail_with_budget_error: bool = False
 
 
 def probes(example: Example, key: str, external: bool) -> list[Probe]:
     out = [
-        Probe("plain, incoming ID", example.plain, f"demo-{key}-1", example.tenant_a),
+        Probe(
+            "plain, incoming ID",
+            example.plain,
+            f"demo-{key}-1",
+            example.tenant_a,
+            f"chat-{key}",
+            example.user_a,
+        ),
         Probe("plain, no incoming ID", example.plain, None, example.tenant_b),
-        Probe("streamed", example.streamed, f"demo-{key}-2", example.tenant_a),
+        Probe(
+            "streamed",
+            example.streamed,
+            f"demo-{key}-2",
+            example.tenant_a,
+            f"chat-{key}",
+            example.user_a,
+        ),
     ]
     if not external:
-        out.append(Probe("gateway budget error", example.plain, f"demo-{key}-3", {}, True))
+        out.append(
+            Probe(
+                "gateway budget error",
+                example.plain,
+                f"demo-{key}-3",
+                {},
+                fail_with_budget_error=True,
+            )
+        )
     return out
 
 
@@ -215,6 +253,8 @@ def exercise(
             params = {k: v for k, v in probe.tenant.items() if not k.startswith("X-")}
             if probe.incoming_id:
                 headers["X-AI-Request-Id"] = probe.incoming_id
+            if probe.session:
+                headers["X-AI-Session"] = probe.session
             if probe.fail_with_budget_error and gateway is not None:
                 gateway.queue_response(402, json=BUDGET_BODY)
             responses.append((probe, http.get(probe.path, params=params, headers=headers)))
@@ -231,6 +271,8 @@ def exercise(
                 checks.append(seen == echoed)
             if gateway is not None:
                 checks.append(gw_id == echoed)
+                if probe.user:
+                    checks.append(f" {probe.user} {probe.session}" in labels)
             ok = all(checks)
             all_ok &= ok
             rows.append(
@@ -292,7 +334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway: {config.base_url} ({where})")
         print_table(
             "Plain code: bind_context() in a script",
-            ("call", "bound ID", "ID of the call", "gateway got ID", "tenant/team", "note"),
+            (
+                "call",
+                "bound ID",
+                "ID of the call",
+                "gateway got ID",
+                "tenant/team user session",
+                "note",
+            ),
             library_calls(config, gateway),
         )
         everything_ok = True
@@ -301,7 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             everything_ok &= ok
             print_table(
                 example.name,
-                ("request", "ID sent", "status", "response ID", "view saw", "gateway got", ""),
+                (
+                    "request",
+                    "ID sent",
+                    "status",
+                    "response ID",
+                    "view saw",
+                    "gateway got: ID tenant/team user session",
+                    "",
+                ),
                 rows,
                 logs,
             )

@@ -61,7 +61,7 @@ PUBLIC: dict[str, list[str]] = {
         "get_async_client",
         "get_client",
     ],
-    "aigw_middleware.config": ["GatewayConfig", "TenantResolver"],
+    "aigw_middleware.config": ["ApiKeyResolver", "GatewayConfig", "TenantResolver"],
     "aigw_middleware.context": [
         "ContextThreadPoolExecutor",
         "CorrelationContext",

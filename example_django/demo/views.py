@@ -26,8 +26,14 @@ def seen() -> dict[str, Any]:
     """The correlation context bound right now."""
     context = current_context()
     if context is None:
-        return {"request_id": None, "tenant": None, "team": None}
-    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+        return dict.fromkeys(("request_id", "tenant", "team", "user", "session"))
+    return {
+        "request_id": context.request_id,
+        "tenant": context.tenant,
+        "team": context.team,
+        "user": context.user,
+        "session": context.session,
+    }
 
 
 def messages(request: HttpRequest) -> list[dict[str, str]]:
@@ -120,8 +126,7 @@ def login(request: HttpRequest) -> JsonResponse:
             {"error": f"unknown demo user; use one of {list(DEMO_USERS)}"}, status=400
         )
     request.session[SESSION_KEY] = name
-    tenant, team = DEMO_USERS[name]
-    return JsonResponse({"user": name, "tenant": tenant, "team": team})
+    return JsonResponse({"name": name, **DEMO_USERS[name]})
 
 
 def logout(request: HttpRequest) -> JsonResponse:

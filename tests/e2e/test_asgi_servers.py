@@ -75,7 +75,14 @@ def test_a_streamed_response_calls_the_gateway_within_its_request(
         echoed = resp.headers["x-ai-request-id"]
 
     assert echoed == "e2e-stream"
-    assert lines[0] == {"event": "start", "request_id": "e2e-stream", "tenant": None, "team": None}
+    assert lines[0] == {
+        "event": "start",
+        "request_id": "e2e-stream",
+        "tenant": None,
+        "team": None,
+        "user": None,
+        "session": None,
+    }
     assert lines[-1]["answer"] == "Hello from FakeGateway: hi there"
     assert lines[-1]["request_id"] == "e2e-stream"
     assert gateway_request_for(fake_gateway, "e2e-stream").json["stream"] is True
