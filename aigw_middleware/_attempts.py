@@ -16,10 +16,9 @@ import httpx
 
 from ._httpx import timeout_for
 from ._results import gateway_request_id, provider_request_id
-from .config import GatewayConfig
+from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, _safe_context, current_context
 from .errors import (
-    ConfigurationError,
     GatewayConnectionError,
     GatewayTimeoutError,
     _classify,
@@ -53,9 +52,7 @@ class Attempts:
     ) -> None:
         absolute = spec.path.startswith(("http://", "https://"))
         if config.base_url is None and not absolute:
-            raise ConfigurationError(
-                "AIGW_BASE_URL", None, "is not set: configure the gateway URL before calling it"
-            )
+            raise _missing_base_url()
         self.http = http
         self.config = config
         self.context = current_context() or CorrelationContext(_new_request_id())

@@ -45,7 +45,7 @@ def url(key: str, raw: object) -> str | None:
     try:
         url = httpx.URL(text)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(key, raw, f"not a URL ({exc})") from None
+        raise ConfigurationError(key, raw, f"is not a URL ({exc})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(key, raw, "must be an absolute http:// or https:// URL")
     if url.query or url.fragment:
@@ -106,7 +106,9 @@ def model_prefix(key: str, raw: object) -> str | None:
 def profile(key: str, raw: object) -> str:
     if isinstance(raw, str) and raw.strip().lower() in _PROFILES:
         return raw.strip().lower()
-    raise ConfigurationError(key, raw, f"unknown header profile; use one of {', '.join(_PROFILES)}")
+    raise ConfigurationError(
+        key, raw, f"is not a known header profile; use one of {', '.join(_PROFILES)}"
+    )
 
 
 def header_name(key: str, raw: object) -> str:
@@ -140,7 +142,7 @@ def cidrs(key: str, raw: object) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            raise ConfigurationError(key, item, "not an IP address or CIDR network") from None
+            raise ConfigurationError(key, item, "is not an IP address or CIDR network") from None
     return tuple(out)
 
 

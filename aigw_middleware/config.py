@@ -8,8 +8,12 @@ Precedence: explicit arguments, then the framework's config (Django ``settings.A
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
-from collections.abc import Callable, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +28,8 @@ __all__ = ["ApiKeyResolver", "GatewayConfig", "TenantResolver"]
 
 _ENV_PREFIX = "AIGW_"
 _METADATA_KEY = "aigw"
+
+_logger = logging.getLogger("aigw_middleware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +266,8 @@ class GatewayConfig:
         """
         _check_names(overrides)
         env = os.environ if environ is None else environ
+        if env is os.environ:
+            _report_unread_variables(env)
         given = {key[len(prefix) :] for key in mapping if key.startswith(prefix)}
         values: dict[str, Any] = {}
         for var, name in _ENV_VARS.items():
@@ -274,7 +282,10 @@ class GatewayConfig:
                 continue
             field_name = known.get(key[len(prefix) :])
             if field_name is None:
-                raise ConfigurationError(key, raw, "unknown setting")
+                known_keys = (f"{prefix}{name}" for name in known)
+                raise ConfigurationError(
+                    key, raw, f"is not a setting{_did_you_mean(key, known_keys)}"
+                )
             values[field_name] = _SETTINGS[field_name].parse(key, raw)
         values.update(overrides)
         return cls(**values)
@@ -284,7 +295,9 @@ def _check_names(changes: Mapping[str, Any]) -> None:
     names = {f.name for f in dataclasses.fields(GatewayConfig)}
     for key in changes:
         if key not in names:
-            raise ConfigurationError(key, changes[key], "not a GatewayConfig field")
+            raise ConfigurationError(
+                key, changes[key], f"is not a GatewayConfig field{_did_you_mean(key, names)}"
+            )
 
 
 def _without_userinfo(url: str) -> str:
@@ -324,3 +337,75 @@ _SETTINGS: Mapping[str, _FieldSetting] = {
 _ENV_VARS: Mapping[str, str] = {
     s.env_var: name for name, s in _SETTINGS.items() if s.env_var is not None
 }
+
+
+def _closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The name in ``known`` that ``name`` most likely meant, for a "did you mean" hint.
+
+    The same name but for case and ``-`` / ``_`` comes first, then the closest spelling by
+    :mod:`difflib` if it is close enough; else None.
+    """
+    by_folded = {_folded(k): k for k in known}
+    folded = _folded(name)
+    if folded in by_folded:
+        return by_folded[folded]
+    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.75)
+    return by_folded[close[0]] if close else None
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the name ``name`` most likely meant, else ``""``."""
+    meant = _closest_name(name, known)
+    return "" if meant is None else f"; did you mean {meant!r}?"
+
+
+def _folded(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def _missing_base_url(alternative: str = "") -> ConfigurationError:
+    """The error for a gateway call (or client) with no gateway URL, saying where to set one."""
+    fix = (
+        'set the AIGW_BASE_URL environment variable, or settings.AIGW["BASE_URL"] (Django), '
+        'or app.config["AIGW_BASE_URL"] (Flask)'
+    )
+    # In a Flask app that never registered the extension, app.config is never read: the likely
+    # cause there. Flask is looked at only when the process imported it.
+    flask: Any = sys.modules.get("flask")
+    if flask is not None and flask.has_app_context() and "aigw" not in flask.current_app.extensions:
+        fix = (
+            "this Flask app has no AIGateway extension, so its app.config is not read; call "
+            "AIGateway(app) or aigw.init_app(app) where the app is created"
+        )
+    return ConfigurationError("AIGW_BASE_URL", None, f"is not set: {fix}{alternative}")
+
+
+_reported_variables: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def _report_unread_variables(environ: Mapping[str, str]) -> None:
+    """Log each ``AIGW_*`` variable that nothing reads, once per process: a typo is silent else."""
+    for var in list(environ):
+        if not var.startswith(_ENV_PREFIX) or var in _ENV_VARS:
+            continue
+        with _reported_lock:
+            if var in _reported_variables:
+                continue
+            _reported_variables.add(var)
+        name = var[len(_ENV_PREFIX) :].lower()
+        if name in _SETTINGS:
+            _logger.warning(
+                "The environment variable %s is ignored: %s is not read from the environment. "
+                'Set it in code, in settings.AIGW["%s"] (Django) or in app.config["%s"] (Flask).',
+                var,
+                name,
+                _SETTINGS[name].django_key,
+                _SETTINGS[name].flask_key,
+            )
+        else:
+            _logger.warning(
+                "The environment variable %s is ignored: aigw-middleware reads no such variable%s",
+                var,
+                _did_you_mean(var, _ENV_VARS) or ".",
+            )

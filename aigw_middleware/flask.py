@@ -10,8 +10,9 @@ app's ``AIGW_*`` config inside its app context.
 from __future__ import annotations
 
 import contextlib
+import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,9 @@ from werkzeug.datastructures import EnvironHeaders
 
 from ._shared import SharedClients, activate, deactivate
 from .client import AsyncGatewayClient, GatewayClient
-from .config import GatewayConfig, TenantResolver
+from .config import _SETTINGS, GatewayConfig, TenantResolver, _did_you_mean
 from .context import CorrelationContext, _reset_context, _set_context
+from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ _EXTENSION_KEY = "aigw"
 #: The request's context in the WSGI environ: set by the middleware, refined by the resolver.
 _ENVIRON_KEY = "aigw.context"
 _CONFIG_PREFIX = "AIGW_"
+
+_logger = logging.getLogger("aigw_middleware")
 # Where an app context keeps the tokens of its activation of the app's shared clients.
 _TOKENS_ATTRIBUTE = "_aigw_clients_tokens"
 
@@ -98,7 +102,17 @@ class AIGateway:
         overrides: dict[str, Any] = {}
         if self._tenant_resolver is not None:
             overrides["tenant_resolver"] = self._tenant_resolver
+        _check_keys(app.config)
         config = GatewayConfig.from_mapping(app.config, prefix=_CONFIG_PREFIX, **overrides)
+        if config.base_url is None:
+            # Every gateway call would fail: say so now, not at the first request.
+            raise ConfigurationError(
+                "AIGW_BASE_URL",
+                None,
+                'is not set: set app.config["AIGW_BASE_URL"] (or the AIGW_BASE_URL environment '
+                "variable) to the gateway's root URL before init_app"
+                + _unread_key_hint(app.config, "base_url"),
+            )
         state = _AIGatewayState(config, InboundPolicy.from_config(config), SharedClients(config))
         app.extensions[_EXTENSION_KEY] = state
         # Apps made per test by a factory would otherwise leave the sync client's sockets open.
@@ -121,6 +135,42 @@ class AIGateway:
     def async_client(self) -> AsyncGatewayClient:
         """The current app's :class:`AsyncGatewayClient` for the running event loop."""
         return _app_state(current_app).clients.async_client()
+
+
+def _check_keys(config: Mapping[str, Any]) -> None:
+    """Keys meant for the extension that Flask's config would never hand to it.
+
+    A lower-case ``aigw_…`` key is an error. A bare field name (``BASE_URL``, the Django
+    spelling) may belong to another part of the app, so it is a warning.
+    """
+    flask_keys = [s.flask_key for s in _SETTINGS.values()]
+    for key in config:
+        if not isinstance(key, str):
+            continue
+        if key.upper().startswith(_CONFIG_PREFIX) and not key.startswith(_CONFIG_PREFIX):
+            raise ConfigurationError(
+                key,
+                config[key],
+                "is not read: the extension reads upper-case AIGW_* keys"
+                + _did_you_mean(key, flask_keys),
+            )
+        if any(key == s.django_key for s in _SETTINGS.values()):
+            _logger.warning(
+                "app.config[%r] is not read by AIGateway: did you mean %r?",
+                key,
+                f"{_CONFIG_PREFIX}{key}",
+            )
+
+
+def _unread_key_hint(config: Mapping[str, Any], name: str) -> str:
+    """A hint for a setting the config has under its Django spelling, or ``""``."""
+    setting = _SETTINGS[name]
+    if setting.django_key not in config:
+        return ""
+    return (
+        f"; app.config has {setting.django_key!r}, which is not read: "
+        f"did you mean {setting.flask_key!r}?"
+    )
 
 
 def _app_state(app: Flask) -> _AIGatewayState:

@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._httpx import no_cookie_jar, proxy_for, timeout_for
 from ._shared import current_config
-from .config import GatewayConfig
+from .config import GatewayConfig, _missing_base_url
 from .context import _safe_context, bind_context, current_context
 from .profiles import _get_profile
 from .transport import (
@@ -72,8 +72,8 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
     ``model_prefix`` set, a ``"model"`` without ``/`` in a request body is sent prefixed.
     """
 
-    def __init__(self, *, config: GatewayConfig | None = None, **kwargs: Any) -> None:
-        self.gateway_config = _config_for(config, kwargs)
+    def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
+        self.gateway_config = _config_for(_checked(config, type(self)), kwargs)
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=False))
 
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
@@ -95,8 +95,8 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
 class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
     """``openai.AsyncOpenAI`` configured for the gateway; see :class:`OpenAI`."""
 
-    def __init__(self, *, config: GatewayConfig | None = None, **kwargs: Any) -> None:
-        self.gateway_config = _config_for(config, kwargs)
+    def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
+        self.gateway_config = _config_for(_checked(config, type(self)), kwargs)
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=True))
 
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
@@ -115,9 +115,23 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
         _resolve_key_early(self.gateway_config, request)
 
 
+def _checked(config: object, cls: type) -> GatewayConfig | None:
+    """``config`` when it is a :class:`GatewayConfig` or None; a ``TypeError`` otherwise."""
+    if config is None or isinstance(config, GatewayConfig):
+        return config
+    raise TypeError(
+        f"{cls.__name__}() takes a GatewayConfig as its first argument (or as config=), "
+        f"not a {type(config).__name__}; pass the SDK's own arguments by keyword, "
+        "such as api_key=..."
+    )
+
+
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:
     config = config or current_config()
     base_url = kwargs.get("base_url")
+    if base_url is None and config.base_url is None:
+        # Else the SDK would call the provider directly, without any correlation.
+        raise _missing_base_url(", or pass base_url= to talk to a URL of your choice")
     # The SDK talks to the base_url it is given, so that is where the headers belong.
     if base_url is not None and str(base_url).rstrip("/") != config.base_url:
         config = config.replace(base_url=str(base_url))

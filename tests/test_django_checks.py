@@ -123,7 +123,10 @@ def test_no_resolver_and_no_trusted_networks_is_w001(settings: Any) -> None:
 
 
 def test_trusted_networks_alone_are_enough_for_a_tenant(settings: Any) -> None:
-    settings.AIGW = {"TRUST_TENANT_HEADERS_FROM": ["10.0.0.0/8"]}
+    settings.AIGW = {
+        "BASE_URL": "http://127.0.0.1:8080/v1",
+        "TRUST_TENANT_HEADERS_FROM": ["10.0.0.0/8"],
+    }
 
     assert ids(settings) == []
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
@@ -16,6 +18,7 @@ from .conf import _conf
 
 __all__ = ["AIGatewayMiddleware", "request_context"]
 
+_APP = "aigw_middleware.django"
 _GetResponse = Callable[[HttpRequest], "HttpResponseBase | Awaitable[HttpResponseBase]"]
 
 
@@ -38,6 +41,13 @@ class AIGatewayMiddleware:
         self.async_mode = iscoroutinefunction(self.get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+        # Without the app, settings.AIGW would be silently unused by get_client() and unchecked.
+        if not apps.is_installed(_APP):
+            raise ImproperlyConfigured(
+                "AIGatewayMiddleware is in MIDDLEWARE but its app is not installed, so "
+                "get_client() would not use settings.AIGW and manage.py check would not check "
+                f'it: add "{_APP}" to INSTALLED_APPS.'
+            )
         # Invalid settings fail here, when Django loads the middleware, not at the first request.
         _conf.loaded()
 

@@ -172,6 +172,7 @@ def django_client(settings: Any, fake_gateway: FakeGateway) -> Client:
 @pytest.fixture
 def flask_client(shared_config: GatewayConfig) -> Any:
     flask_app = Flask(__name__)
+    flask_app.config["AIGW_BASE_URL"] = shared_config.base_url
     AIGateway(flask_app, tenant_resolver=tenant_from_query)
 
     @flask_app.get("/summary")
