@@ -67,7 +67,9 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
     """``openai.OpenAI`` configured for the gateway, with correlation headers on every call.
 
     ``OpenAI(config=None, **kwargs)``: ``kwargs`` are the SDK's own arguments and win over the
-    config; ``config`` defaults to the one ``get_client()`` uses. Every logical call (all its
+    config; ``config`` (first, or by keyword) defaults to the one ``get_client()`` uses. With no
+    gateway URL there and no ``base_url`` argument, :class:`~aigw_middleware.ConfigurationError`
+    is raised rather than calling the provider uncorrelated. Every logical call (all its
     retries) carries one request ID: the bound context's, else a fresh one. With
     ``model_prefix`` set, a ``"model"`` without ``/`` in a request body is sent prefixed.
     """
