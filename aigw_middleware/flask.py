@@ -91,9 +91,9 @@ class AIGateway:
 
         No defaults are written into ``app.config``: a key present there would hide the
         environment variable. Raises :class:`~aigw_middleware.ConfigurationError` naming the key
-        for an invalid or unknown ``AIGW_*`` value, a lower-case ``aigw_*`` key or a missing
-        ``AIGW_BASE_URL``, and ``RuntimeError`` when the app already has the extension. A key
-        without the prefix that names a setting (``BASE_URL``) is logged as a warning.
+        for an invalid or unknown ``AIGW_*`` value, a lower-case ``aigw_*`` key or no gateway
+        URL, and ``RuntimeError`` when the app already has the extension. A key without the
+        prefix that names a setting (``BASE_URL``) is logged as a warning.
         """
         if _EXTENSION_KEY in app.extensions:
             raise RuntimeError(

@@ -271,7 +271,15 @@ def test_the_system_checks_table_lists_one_id_per_setting() -> None:
     ids = {row[0].strip("`"): row[1] for row in readme_table("Django", "System checks")}
     for setting in _SETTINGS.values():
         assert setting.django_key in ids.pop(setting.check_id), setting.name
-    assert sorted(ids) == ["aigw.E006", "aigw.E007", "aigw.W001", "aigw.W002"]
+    assert sorted(ids) == [
+        "aigw.E006",
+        "aigw.E007",
+        "aigw.E100",
+        "aigw.E101",
+        "aigw.W001",
+        "aigw.W002",
+        "aigw.W100",
+    ]
 
 
 def test_each_setting_has_its_own_check_id() -> None:
