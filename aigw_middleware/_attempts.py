@@ -1,17 +1,26 @@
-"""One logical call to the gateway: its attempts, retry decisions and errors.
+"""One logical call to the gateway: its attempts, deadlines, retry decisions and errors.
 
 :class:`Attempts` holds every decision; :func:`send` and :func:`asend` are the same loop, once
 with blocking I/O and once with ``await``.
+
+What is retried is what is safe to send twice: a failure before the request went out (no
+connection, no pooled connection free), or any failure of a request that carries an
+``Idempotency-Key`` (sent once per call on every method but GET, HEAD and OPTIONS, the same on
+each retry, as the OpenAI SDK does) or whose method is idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
 import httpx
 
 from ._httpx import timeout_for
@@ -19,15 +28,29 @@ from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, _safe_context, current_context
 from .errors import (
+    ErrorBody,
     GatewayConnectionError,
     GatewayTimeoutError,
+    InvalidRequestError,
+    MalformedResponseError,
     _classify,
     _is_budget_error,
     _parse_error_body,
 )
 from .profiles import _get_profile
 from .retry import _decide
-from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION
+from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION, _Targets
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+#: Methods that are safe to repeat by definition; every other call gets an idempotency key.
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Failures that happen before any byte of the request went out.
+_NOT_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+_FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +67,10 @@ class RequestSpec:
     stream: bool = False
 
 
+class DeadlineExceeded(httpx.TimeoutException):
+    """An attempt (or the whole call) ran past its wall-clock deadline."""
+
+
 class Attempts:
     """The retry state of one logical call; :func:`send` and :func:`asend` only do the I/O."""
 
@@ -55,38 +82,108 @@ class Attempts:
             raise _missing_base_url()
         self.http = http
         self.config = config
-        self.context = current_context() or CorrelationContext(_new_request_id())
+        # What goes on the wire is what results and errors report: an invalid bound value is
+        # replaced here, once for the call, rather than per hop by the transport.
+        self.context = _safe_context(current_context() or CorrelationContext(_new_request_id()))
         self.attempt = 0
         # Body fields go only with calls under base_url, as the correlation headers do.
         profile = _get_profile(config.header_profile, config.profile_options)
         if profile.body and not absolute and isinstance(spec.json, Mapping):
-            spec = replace(spec, json=profile.body_fields(spec.json, _safe_context(self.context)))
+            spec = replace(spec, json=profile.body_fields(spec.json, self.context))
         self.spec = spec
+        self.started = time.monotonic()
+        total = config.call_deadline
+        self.call_deadline = math.inf if total is None else self.started + total
+        self.deadline = self.call_deadline  # of the attempt under way
         self._url = spec.path if absolute else spec.path.lstrip("/")
+        self._headers = self._checked_headers(spec)
+        self.idempotent = (
+            spec.method.upper() in _IDEMPOTENT_METHODS or IDEMPOTENCY_KEY in self._headers
+        )
+
+    def _checked_headers(self, spec: RequestSpec) -> httpx.Headers:
+        headers = httpx.Headers()
+        for name, value in (spec.headers or {}).items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise self.invalid(f"header {name!r}: names and values must be strings")
+            if _FORBIDDEN_IN_HEADERS.intersection(name) or _FORBIDDEN_IN_HEADERS.intersection(
+                value
+            ):
+                shown = name.encode("unicode_escape").decode()[:64]
+                raise self.invalid(f"header {shown!r} contains CR, LF or NUL")
+            headers[name] = value
+        key = headers.get(IDEMPOTENCY_KEY)
+        if key == "":
+            del headers[IDEMPOTENCY_KEY]  # the caller asked for none
+        elif key is None and spec.method.upper() not in _IDEMPOTENT_METHODS:
+            headers[IDEMPOTENCY_KEY] = f"aigw-retry-{uuid.uuid4().hex}"
+        return headers
+
+    def invalid(self, reason: str) -> InvalidRequestError:
+        return InvalidRequestError(
+            f"{reason} (request_id={self.context.request_id}, nothing was sent)",
+            request_id=self.context.request_id,
+            attempts=max(self.attempt, 1),
+        )
 
     def next_request(self) -> httpx.Request:
         self.attempt += 1
+        now = time.monotonic()
+        self.deadline = min(now + self.config.attempt_deadline, self.call_deadline)
         spec = self.spec
-        return self.http.build_request(
+        seconds = spec.timeout if spec.timeout is not None else self.config.timeout
+        request = self.http.build_request(
             spec.method,
             self._url,
             json=spec.json,
             content=spec.content,
             params=spec.params,
-            headers=spec.headers,
-            timeout=(
-                timeout_for(spec.timeout) if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT
-            ),
+            headers=self._headers,
+            timeout=timeout_for(min(seconds, max(self.deadline - now, 0.001))),
             extensions={_CONTEXT_EXTENSION: self.context, _ATTEMPT_EXTENSION: self.attempt},
         )
+        if self.attempt == 1 and not _targets(self.config).match(request.url):
+            raise self.invalid(
+                f"{request.url.copy_with(query=None, fragment=None, username=None, password=None)}"
+                " is outside base_url and propagate_to: only the gateway is called"
+            )
+        return request
 
-    def done(self, response: httpx.Response) -> bool:
-        """True when ``response`` (headers received) is the call's answer, before its body."""
+    def remaining(self) -> float:
+        """Seconds left for the attempt under way."""
+        return self.deadline - time.monotonic()
+
+    def received(self, response: httpx.Response) -> bool:
+        """Headers are in: bind the body to the deadline; True when ``response`` is the call's
+        answer (a stream), to be returned before its body is read."""
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _AsyncDeadlineStream(response.stream, self, response.request)
+        elif isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = _DeadlineStream(response.stream, self, response.request)
         return response.is_success and self.spec.stream
 
-    def rejected(self, response: httpx.Response) -> float:
+    def exceeded(self, request: httpx.Request) -> DeadlineExceeded:
+        which = "call" if self.deadline >= self.call_deadline else "attempt"
+        seconds = self.config.call_deadline if which == "call" else self.config.attempt_deadline
+        return DeadlineExceeded(f"the {which} deadline of {seconds:g}s passed", request=request)
+
+    def unreadable(self, response: httpx.Response, exc: httpx.DecodingError) -> float:
+        """A body that does not decode: an error status is judged by its status alone."""
+        if not response.is_success:
+            return self.rejected(response, ErrorBody(f"{response.reason_phrase} (body unreadable)"))
+        raise MalformedResponseError(
+            response.status_code,
+            ErrorBody(f"the gateway's answer does not decode ({exc})"),
+            request_id=self.context.request_id,
+            gateway_request_id=gateway_request_id(response),
+            provider_request_id=provider_request_id(response),
+            attempts=self.attempt,
+        ) from exc
+
+    def rejected(self, response: httpx.Response, body: ErrorBody | None = None) -> float:
         """An error response (body already read): the delay before retrying, or raise."""
-        body = _parse_error_body(response.content, response.reason_phrase)
+        if body is None:
+            body = _parse_error_body(response.content, response.reason_phrase)
         budget = _is_budget_error(response.status_code, body)
         decision = _decide(
             status=response.status_code,
@@ -95,9 +192,11 @@ class Attempts:
             max_retries=self.config.max_retries,
             budget=budget,
         )
-        if decision.retry:
-            return decision.delay
         note = decision.reason if decision.reason.startswith("Retry-After") else ""
+        if decision.retry:
+            if self._fits(decision.delay):
+                return decision.delay
+            note = f"the call deadline of {self.config.call_deadline:g}s leaves no time to retry"
         raise _classify(response.status_code, body)(
             response.status_code,
             body,
@@ -111,35 +210,103 @@ class Attempts:
 
     def failed(self, exc: httpx.TransportError) -> float:
         """A transport failure: the delay before retrying, or raise."""
-        decision = _decide(
-            status=None,
-            headers=None,
-            retries_done=self.attempt - 1,
-            max_retries=self.config.max_retries,
-        )
-        if decision.retry:
-            return decision.delay
+        if isinstance(exc, httpx.LocalProtocolError):
+            raise self.invalid(f"the HTTP stack refused the request: {exc}") from exc
+        if self.idempotent or isinstance(exc, _NOT_SENT):
+            decision = _decide(
+                status=None,
+                headers=None,
+                retries_done=self.attempt - 1,
+                max_retries=self.config.max_retries,
+            )
+            if decision.retry and self._fits(decision.delay):
+                return decision.delay
         raise connection_error(exc, self.context, self.attempt) from exc
+
+    def _fits(self, delay: float) -> bool:
+        """True when a retry after ``delay`` seconds starts before the call deadline."""
+        return time.monotonic() + delay < self.call_deadline
+
+
+@functools.lru_cache(maxsize=64)
+def _targets_of(base_url: str | None, propagate_to: tuple[str, ...]) -> _Targets:
+    return _Targets(base_url, propagate_to)
+
+
+def _targets(config: GatewayConfig) -> _Targets:
+    return _targets_of(config.base_url, tuple(config.propagate_to))
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    """A response body that ends with :class:`DeadlineExceeded` once the attempt's deadline
+    passes. Blocking reads cannot be interrupted: each read waits at most the read timeout
+    (itself no longer than the time left when the attempt started), and the deadline is checked
+    as each piece arrives."""
+
+    def __init__(self, inner: httpx.SyncByteStream, call: Attempts, request: httpx.Request):
+        self._inner = inner
+        self._call = call
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            if self._call.remaining() <= 0:
+                raise self._call.exceeded(self._request)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncDeadlineStream(httpx.AsyncByteStream):
+    """The async :class:`_DeadlineStream`, exact: a read still waiting at the deadline is
+    cancelled."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, call: Attempts, request: httpx.Request):
+        self._inner = inner
+        self._call = call
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._inner.__aiter__()
+        while True:
+            try:
+                with anyio.fail_after(max(self._call.remaining(), 0.0)):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise self._call.exceeded(self._request) from None
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def send(
     http: httpx.Client, config: GatewayConfig, spec: RequestSpec
-) -> tuple[httpx.Response, CorrelationContext]:
-    """Run one logical call; the response is read, or open for streaming when ``spec.stream``."""
+) -> tuple[httpx.Response, CorrelationContext, int]:
+    """Run one logical call; the response is read, or open for streaming when ``spec.stream``.
+
+    Returns the response, the context it was sent with, and the number of attempts.
+    """
     call = Attempts(http, config, spec)
     while True:
         request = call.next_request()
         try:
             response = http.send(request, stream=True)
-            if call.done(response):
-                return response, call.context
+            if call.received(response):
+                return response, call.context, call.attempt
             try:
                 response.read()
+            except httpx.DecodingError as exc:
+                delay = call.unreadable(response, exc)
+            else:
+                if response.is_success:
+                    return response, call.context, call.attempt
+                delay = call.rejected(response)
             finally:
                 response.close()
-            if response.is_success:
-                return response, call.context
-            delay = call.rejected(response)
         except httpx.TransportError as exc:
             delay = call.failed(exc)
         time.sleep(delay)
@@ -147,22 +314,29 @@ def send(
 
 async def asend(
     http: httpx.AsyncClient, config: GatewayConfig, spec: RequestSpec
-) -> tuple[httpx.Response, CorrelationContext]:
-    """The async :func:`send`."""
+) -> tuple[httpx.Response, CorrelationContext, int]:
+    """The async :func:`send`; its deadlines are exact, since a pending read can be cancelled."""
     call = Attempts(http, config, spec)
     while True:
         request = call.next_request()
         try:
-            response = await http.send(request, stream=True)
-            if call.done(response):
-                return response, call.context
+            try:
+                with anyio.fail_after(max(call.remaining(), 0.0)):
+                    response = await http.send(request, stream=True)
+            except TimeoutError:
+                raise call.exceeded(request) from None
+            if call.received(response):
+                return response, call.context, call.attempt
             try:
                 await response.aread()
+            except httpx.DecodingError as exc:
+                delay = call.unreadable(response, exc)
+            else:
+                if response.is_success:
+                    return response, call.context, call.attempt
+                delay = call.rejected(response)
             finally:
                 await response.aclose()
-            if response.is_success:
-                return response, call.context
-            delay = call.rejected(response)
         except httpx.TransportError as exc:
             delay = call.failed(exc)
         await asyncio.sleep(delay)

@@ -74,6 +74,10 @@ def timeout(key: str, raw: object) -> float:
     return value
 
 
+def optional_timeout(key: str, raw: object) -> float | None:
+    return None if raw is None else timeout(key, raw)
+
+
 def retries(key: str, raw: object) -> int:
     if isinstance(raw, bool):
         raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")

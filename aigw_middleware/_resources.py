@@ -20,7 +20,8 @@ from .context import CorrelationContext
 
 #: An OpenAI-format chat message, e.g. ``{"role": "user", "content": "hi"}``.
 Message = Mapping[str, Any]
-_Sent = tuple[httpx.Response, CorrelationContext]
+#: What a client's ``_send`` returns: the response, the context it was sent with, the attempts.
+_Sent = tuple[httpx.Response, CorrelationContext, int]
 
 
 class _Client(Protocol):
@@ -137,10 +138,10 @@ class Completions:
         """Create a chat completion: a :class:`ChatCompletion`, or a :class:`ChatStream`."""
         config = self._client.config
         spec = chat_spec(config, model, messages, stream, extra_headers, timeout, params)
-        response, context = self._client._send(spec)
+        sent = self._client._send(spec)
         if stream:
-            return ChatStream(response, context)
-        return ChatCompletion.of(response, context)
+            return ChatStream(*sent)
+        return ChatCompletion.of(*sent)
 
 
 class Chat:
@@ -240,10 +241,10 @@ class AsyncCompletions:
         """Create a chat completion: a :class:`ChatCompletion`, or an :class:`AsyncChatStream`."""
         config = self._client.config
         spec = chat_spec(config, model, messages, stream, extra_headers, timeout, params)
-        response, context = await self._client._send(spec)
+        sent = await self._client._send(spec)
         if stream:
-            return AsyncChatStream(response, context)
-        return ChatCompletion.of(response, context)
+            return AsyncChatStream(*sent)
+        return ChatCompletion.of(*sent)
 
 
 class AsyncChat:

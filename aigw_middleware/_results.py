@@ -1,14 +1,21 @@
-"""The typed results of gateway calls, and reading them from a response."""
+"""The typed results of gateway calls, and reading them from a response.
+
+A result is checked when it is made: an answer of the wrong shape (a string where the choices
+should be, a number for the content) is a :class:`~aigw_middleware.errors.MalformedResponseError`
+from the call, so the accessors never fail.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
 from .context import CorrelationContext
-from .errors import GatewayStatusError, _parse_error_body
+from .errors import ErrorBody, MalformedResponseError
 
 #: Response headers where gateways put their own request ID, in the order they are looked up:
 #: each gateway's own ID first (Helicone, Bifrost, Cloudflare, Kong, LiteLLM, Portkey), then the
@@ -33,6 +40,11 @@ PROVIDER_REQUEST_ID_HEADERS = (
 )
 
 _R = TypeVar("_R", bound="_Result")
+_T = TypeVar("_T")
+
+
+class ShapeError(ValueError):
+    """A value of a result is not of the type its accessor returns."""
 
 
 def _first(response: httpx.Response, names: tuple[str, ...]) -> str | None:
@@ -53,18 +65,66 @@ def provider_request_id(response: httpx.Response) -> str | None:
     return _first(response, PROVIDER_REQUEST_ID_HEADERS)
 
 
-def json_body(response: httpx.Response) -> dict[str, Any]:
-    """The JSON object of a successful response; a list is wrapped as ``{"data": [...]}``."""
+def malformed(
+    response: httpx.Response, context: CorrelationContext, attempts: int, problem: str
+) -> MalformedResponseError:
+    """The error for an answer that cannot be read; ``problem`` never quotes the answer."""
+    return MalformedResponseError(
+        response.status_code,
+        ErrorBody(problem),
+        request_id=context.request_id,
+        gateway_request_id=gateway_request_id(response),
+        provider_request_id=provider_request_id(response),
+        attempts=attempts,
+    )
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON, or :class:`ShapeError` for text that is not JSON (hostile nesting included)."""
     try:
-        data = response.json()
-    except ValueError as exc:
-        raise GatewayStatusError(
-            response.status_code,
-            _parse_error_body(b"", "the gateway's answer is not JSON"),
-            gateway_request_id=gateway_request_id(response),
-            provider_request_id=provider_request_id(response),
-        ) from exc
-    return data if isinstance(data, dict) else {"data": data}
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        problem = "is not JSON" if isinstance(exc, ValueError) else "is nested too deeply"
+        raise ShapeError(problem) from None
+
+
+def checked(result: _T, fields: Iterable[str]) -> _T:
+    """``result`` once each of ``fields`` reads as its type; else :class:`ShapeError`."""
+    for name in fields:
+        getattr(result, name)
+    return result
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ShapeError(f"{where} is not an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ShapeError(f"{where} is not a list")
+    return value
+
+
+def _text(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ShapeError(f"{where} is not a string")
+    return value
+
+
+def _first_choice(raw: dict[str, Any]) -> dict[str, Any]:
+    choices = _list(raw.get("choices"), "choices")
+    return _object(choices[0] if choices else None, "choices[0]")
+
+
+def _usage(raw: dict[str, Any]) -> dict[str, Any] | None:
+    usage = raw.get("usage")
+    return None if usage is None else _object(usage, "usage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,36 +134,49 @@ class _Result:
     gateway_request_id: str | None
     provider_request_id: str | None = None
 
+    #: The accessors checked when the result is made.
+    _FIELDS: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
-    def of(cls: type[_R], response: httpx.Response, context: CorrelationContext) -> _R:
+    def of(
+        cls: type[_R], response: httpx.Response, context: CorrelationContext, attempts: int = 1
+    ) -> _R:
         """The result that ``response`` carries, for the call made with ``context``."""
-        return cls(
-            json_body(response),
-            context.request_id,
-            gateway_request_id(response),
-            provider_request_id(response),
-        )
+        try:
+            data = parse_json(response.content)
+            raw = data if isinstance(data, dict) else {"data": data}
+            result = cls(
+                raw,
+                context.request_id,
+                gateway_request_id(response),
+                provider_request_id(response),
+            )
+            return checked(result, cls._FIELDS)
+        except ShapeError as exc:
+            raise malformed(response, context, attempts, f"the gateway's answer {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class _ModelResult(_Result):
     @property
     def model(self) -> str | None:
-        return self.raw.get("model")
+        return _text(self.raw.get("model"), "model")
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return self.raw.get("usage")
+        return _usage(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
 class ChatCompletion(_ModelResult):
     """A chat completion: ``content`` of the first choice, ``model``, ``usage`` and ``raw``."""
 
+    _FIELDS = ("content", "model", "usage")
+
     @property
     def content(self) -> str:
-        choices = self.raw.get("choices") or [{}]
-        return (choices[0].get("message") or {}).get("content") or ""
+        message = _object(_first_choice(self.raw).get("message"), "choices[0].message")
+        return _text(message.get("content"), "choices[0].message.content") or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,36 +185,50 @@ class ChatCompletionChunk:
 
     raw: dict[str, Any]
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("delta", "finish_reason", "usage")
+
     @property
     def delta(self) -> str:
-        choices = self.raw.get("choices") or [{}]
-        return (choices[0].get("delta") or {}).get("content") or ""
+        delta = _object(_first_choice(self.raw).get("delta"), "choices[0].delta")
+        return _text(delta.get("content"), "choices[0].delta.content") or ""
 
     @property
     def finish_reason(self) -> str | None:
-        choices = self.raw.get("choices") or [{}]
-        reason = choices[0].get("finish_reason")
-        return None if reason is None else str(reason)
+        return _text(_first_choice(self.raw).get("finish_reason"), "choices[0].finish_reason")
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return self.raw.get("usage")
+        return _usage(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
 class Embeddings(_ModelResult):
     """Embeddings: ``vectors`` in input order, ``model``, ``usage`` and ``raw``."""
 
+    _FIELDS = ("vectors", "model", "usage")
+
     @property
     def vectors(self) -> list[list[float]]:
-        items = sorted(self.raw.get("data") or [], key=lambda item: item.get("index", 0))
-        return [item.get("embedding") or [] for item in items]
+        items = [_object(item, "data[]") for item in _list(self.raw.get("data"), "data")]
+        for item in items:
+            if not isinstance(item.get("index", 0), int):
+                raise ShapeError("data[].index is not a number")
+        vectors = []
+        for item in sorted(items, key=lambda item: item.get("index", 0)):
+            vector = _list(item.get("embedding"), "data[].embedding")
+            if not all(isinstance(x, (int, float)) for x in vector):
+                raise ShapeError("data[].embedding is not a list of numbers")
+            vectors.append(vector)
+        return vectors
 
 
 @dataclass(frozen=True, slots=True)
 class ModelList(_Result):
     """The gateway's models: ``ids`` and ``raw``."""
 
+    _FIELDS = ("ids",)
+
     @property
     def ids(self) -> list[str]:
-        return [item.get("id", "") for item in self.raw.get("data") or []]
+        items = (_object(item, "data[]") for item in _list(self.raw.get("data"), "data"))
+        return [_text(item.get("id"), "data[].id") or "" for item in items]

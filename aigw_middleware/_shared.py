@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -31,6 +32,10 @@ _LOOP_ATTRIBUTE = "_aigw_shared_clients"
 class SharedClients:
     """One sync client per process and one async client per running event loop, for a config.
 
+    A forked child (gunicorn ``--preload``, multiprocessing) makes its own sync client on first
+    use and leaves the one it inherited alone: its pooled sockets are the parent's, so the
+    child neither reads from them nor closes them.
+
     Async clients belong to their loop (held by the loop itself, or, for loops that take no
     attributes, in a map that drops closed loops), so a client is never used on a loop other
     than its own and never keeps a dead loop alive; each is closed when its loop shuts down its
@@ -41,6 +46,8 @@ class SharedClients:
         self._config = config
         self._lock = threading.Lock()
         self._sync: GatewayClient | None = None
+        self._pid = os.getpid()
+        _all.add(self)
 
     @property
     def config(self) -> GatewayConfig:
@@ -52,15 +59,25 @@ class SharedClients:
         return self._config
 
     def client(self) -> GatewayClient:
-        """The shared sync client."""
+        """The shared sync client of this process."""
         client = self._sync
-        if client is None:
+        if client is None or self._pid != os.getpid():
             config = self.config
             with self._lock:
+                if self._pid != os.getpid():
+                    self._forget_parents()
                 if self._sync is None:
                     self._sync = _client.GatewayClient(config)
                 client = self._sync
         return client
+
+    def _forget_parents(self) -> None:
+        """In a forked child: drop the parent's client without closing it (its sockets are the
+        parent's) and keep it referenced, so that no finaliser ever closes them either."""
+        if self._sync is not None:
+            _inherited.append(self._sync)
+        self._sync = None
+        self._pid = os.getpid()
 
     def async_client(self) -> AsyncGatewayClient:
         """The async client of the running event loop."""
@@ -87,9 +104,28 @@ class SharedClients:
     def close(self) -> None:
         """Close the sync client; async clients close with their loops."""
         with self._lock:
+            if self._pid != os.getpid():
+                self._forget_parents()
             client, self._sync = self._sync, None
         if client is not None:
             client.close()
+
+
+#: Every SharedClients, so that a forked child can reset them all before any other code runs.
+_all: weakref.WeakSet[SharedClients] = weakref.WeakSet()
+#: Clients a forked child inherited: never used, never closed by the child.
+_inherited: list[GatewayClient] = []
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread of the parent at fork time would never be released here.
+    for shared in list(_all):
+        shared._lock = threading.Lock()
+        shared._forget_parents()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _Clients = weakref.WeakKeyDictionary[

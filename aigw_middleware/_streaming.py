@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 import httpx
 
 from ._attempts import connection_error
-from ._results import ChatCompletionChunk, gateway_request_id, provider_request_id
+from ._results import (
+    ChatCompletionChunk,
+    ShapeError,
+    checked,
+    gateway_request_id,
+    malformed,
+    parse_json,
+    provider_request_id,
+)
 from .context import CorrelationContext
 from .errors import _classify, _parse_error_body
 
@@ -74,35 +81,46 @@ async def aiter_events(lines: AsyncIterable[str]) -> AsyncIterator[str]:
 
 
 class _Stream:
-    def __init__(self, response: httpx.Response, context: CorrelationContext) -> None:
+    def __init__(
+        self, response: httpx.Response, context: CorrelationContext, attempts: int = 1
+    ) -> None:
         self.response = response
         self.request_id = context.request_id
         self.gateway_request_id = gateway_request_id(response)
         self.provider_request_id = provider_request_id(response)
         self._context = context
+        self._attempts = attempts
 
-    def _chunk(self, data: str) -> ChatCompletionChunk | None:
-        """The chunk in one event's data; an error event raises as the error it reports."""
+    def _chunk(self, data: str) -> ChatCompletionChunk:
+        """The chunk in one event's data; an error event raises as the error it reports, and
+        an event that is not a chunk as a malformed answer: no chunk is skipped unseen."""
         try:
-            event = json.loads(data)
-        except ValueError:
-            return None
-        if not isinstance(event, dict):
-            return None
-        if "error" in event:
-            body = _parse_error_body(data.encode())
-            raise _classify(self.response.status_code, body)(
-                self.response.status_code,
-                body,
-                request_id=self.request_id,
-                gateway_request_id=self.gateway_request_id,
-                provider_request_id=self.provider_request_id,
-                note="(in stream)",
-            )
-        return ChatCompletionChunk(event)
+            event = parse_json(data)
+            if not isinstance(event, dict):
+                raise ShapeError("is not an object")
+            if "error" not in event:
+                return checked(ChatCompletionChunk(event), ChatCompletionChunk._FIELDS)
+        except ShapeError as exc:
+            raise malformed(
+                self.response, self._context, self._attempts, f"an event in the stream {exc}"
+            ) from None
+        body = _parse_error_body(data.encode())
+        raise _classify(self.response.status_code, body)(
+            self.response.status_code,
+            body,
+            request_id=self.request_id,
+            gateway_request_id=self.gateway_request_id,
+            provider_request_id=self.provider_request_id,
+            attempts=self._attempts,
+            note="(in stream)",
+        )
 
-    def _failed(self, exc: httpx.TransportError) -> Exception:
-        return connection_error(exc, self._context, 1)
+    def _failed(self, exc: httpx.TransportError | httpx.DecodingError) -> Exception:
+        if isinstance(exc, httpx.DecodingError):
+            return malformed(
+                self.response, self._context, self._attempts, "the stream does not decode"
+            )
+        return connection_error(exc, self._context, self._attempts)
 
 
 class ChatStream(_Stream):
@@ -114,10 +132,8 @@ class ChatStream(_Stream):
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         try:
             for data in iter_events(self.response.iter_lines()):
-                chunk = self._chunk(data)
-                if chunk is not None:
-                    yield chunk
-        except httpx.TransportError as exc:
+                yield self._chunk(data)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
         finally:
             self.response.close()
@@ -138,10 +154,8 @@ class AsyncChatStream(_Stream):
     async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         try:
             async for data in aiter_events(self.response.aiter_lines()):
-                chunk = self._chunk(data)
-                if chunk is not None:
-                    yield chunk
-        except httpx.TransportError as exc:
+                yield self._chunk(data)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
         finally:
             await self.response.aclose()

@@ -113,7 +113,7 @@ class GatewayClient(_BaseClient):
         spec = self._spec(method, path, json, content, params, headers, timeout)
         return self._send(spec)[0]
 
-    def _send(self, spec: RequestSpec) -> tuple[httpx.Response, CorrelationContext]:
+    def _send(self, spec: RequestSpec) -> tuple[httpx.Response, CorrelationContext, int]:
         return send(self._http, self.config, spec)
 
     def close(self) -> None:
@@ -171,7 +171,7 @@ class AsyncGatewayClient(_BaseClient):
         spec = self._spec(method, path, json, content, params, headers, timeout)
         return (await self._send(spec))[0]
 
-    async def _send(self, spec: RequestSpec) -> tuple[httpx.Response, CorrelationContext]:
+    async def _send(self, spec: RequestSpec) -> tuple[httpx.Response, CorrelationContext, int]:
         return await asend(self._http, self.config, spec)
 
     @property

@@ -89,6 +89,20 @@ class GatewayConfig:
         env=True,
         help="seconds per attempt (read/write/pool); connect at most 5 s",
     )
+    attempt_deadline: float = _setting(
+        600.0,
+        parse=parse.timeout,
+        check_id="aigw.E024",
+        env=True,
+        help="wall-clock seconds for one attempt, from sending to the body's last byte",
+    )
+    call_deadline: float | None = _setting(
+        None,
+        parse=parse.optional_timeout,
+        check_id="aigw.E025",
+        env=True,
+        help="wall-clock seconds for a whole call, retries and waits included; none by default",
+    )
     disable_proxy: bool = _setting(
         False,
         parse=parse.boolean,

@@ -16,6 +16,8 @@ __all__ = [
     "GatewayError",
     "GatewayStatusError",
     "GatewayTimeoutError",
+    "InvalidRequestError",
+    "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -83,7 +85,12 @@ class GatewayConnectionError(GatewayError):
 
 
 class GatewayTimeoutError(GatewayConnectionError):
-    """The gateway did not answer within the configured timeout."""
+    """The gateway did not answer within the configured timeout or deadline."""
+
+
+class InvalidRequestError(GatewayError, ValueError):
+    """The call was refused before anything was sent: a header value with CR, LF or NUL, or a
+    URL outside ``base_url`` and ``propagate_to``. Never retried."""
 
 
 class ErrorBody:
@@ -101,7 +108,14 @@ class ErrorBody:
 
 
 def _parse_error_body(content: bytes, reason: str = "") -> ErrorBody:
-    """Read an OpenAI-style error body, any other JSON, or plain text."""
+    """Read an OpenAI-style error body, any other JSON, or plain text (hostile nesting too)."""
+    try:
+        return _parse_any_error_body(content, reason)
+    except RecursionError:
+        return ErrorBody(_cut(f"{reason} (an error body nested too deeply to read)".strip()))
+
+
+def _parse_any_error_body(content: bytes, reason: str) -> ErrorBody:
     try:
         data: Any = json.loads(content) if content else None
     except (ValueError, UnicodeDecodeError):
@@ -180,6 +194,11 @@ class GatewayStatusError(GatewayError):
         if note:
             parts.append(note)
         super().__init__(" ".join(parts), request_id=request_id, attempts=attempts)
+
+
+class MalformedResponseError(GatewayStatusError):
+    """The gateway answered, but the answer cannot be read: not JSON, JSON of the wrong shape, a
+    body that does not decode, or a malformed event in a stream. ``status`` is the response's."""
 
 
 class BadRequestError(GatewayStatusError):

@@ -46,18 +46,28 @@ PLACEHOLDER_API_KEY = "aigw-placeholder"
 
 
 class _KeepsGatewayConfig:
-    """``copy`` (and ``with_options``) keep the gateway config, following a new base URL."""
+    """``copy`` (and ``with_options``) keep the gateway config, following a new base URL: a
+    copy pointed at another URL gets an HTTP client whose transport treats that URL as the
+    gateway (unless the copy is given an ``http_client`` of its own)."""
 
     gateway_config: GatewayConfig
     base_url: Any
+    _asynchronous = False
 
     # Hidden from type checkers, which then see the SDK's own typed signatures (``Self``).
     if not TYPE_CHECKING:
 
         def copy(self, *args, **kwargs):
             """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
+            config = _config_for(
+                self.gateway_config, {"base_url": kwargs.get("base_url") or self.base_url}
+            )
+            if config.base_url != self.gateway_config.base_url and not kwargs.get("http_client"):
+                kwargs["http_client"] = _http_client(
+                    _http_module(), config, asynchronous=self._asynchronous
+                )
             copied = super().copy(*args, **kwargs)
-            copied.gateway_config = _config_for(self.gateway_config, {"base_url": copied.base_url})
+            copied.gateway_config = config
             return copied
 
         with_options = copy
@@ -96,6 +106,8 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
 
 class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
     """``openai.AsyncOpenAI`` configured for the gateway; see :class:`OpenAI`."""
+
+    _asynchronous = True
 
     def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
         self.gateway_config = _config_for(_checked(config, type(self)), kwargs)

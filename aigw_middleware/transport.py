@@ -4,7 +4,9 @@
 ``AsyncCorrelationTransport`` any ``httpx.AsyncBaseTransport``). For each HTTP request that goes
 out through it, redirect hops and retries included, it removes every correlation header and adds
 them back only when scheme, host, port and path prefix match ``base_url`` or ``propagate_to``.
-Headers the caller set explicitly on a call to the gateway win, after validation.
+Headers the caller set explicitly on a call to the gateway win, after validation. A hop to any
+other URL also loses ``Authorization`` and the configured ``extra_headers``: the gateway's
+credentials go to the gateway only.
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ class _Target:
         return not self.path or path == self.path or path.startswith(self.path + "/")
 
 
+class _Targets:
+    """The URLs that may receive correlation headers and credentials: ``base_url`` and the
+    ``propagate_to`` prefixes (same scheme, host and port, and a path under theirs)."""
+
+    def __init__(self, base_url: str | None, propagate_to: tuple[str, ...] = ()) -> None:
+        urls = ([base_url] if base_url else []) + list(propagate_to)
+        self._targets = tuple(_Target.parse(url) for url in urls)
+
+    def match(self, url: httpx.URL) -> bool:
+        """True when ``url`` is under one of the targets."""
+        return any(target.matches(url) for target in self._targets)
+
+
 class _HeaderInjector:
     """The per-hop header rule, shared by the sync and async transports."""
 
@@ -87,12 +102,15 @@ class _HeaderInjector:
         self._managed = frozenset(
             name.lower() for name in (*self._generic, *self.profile.native_names)
         )
-        urls = ([config.base_url] if config.base_url else []) + list(config.propagate_to)
-        self._targets = tuple(_Target.parse(url) for url in urls)
+        # What a hop to anywhere but a target loses: correlation and the gateway's credentials.
+        self._gateway_only = self._managed.union(
+            {"authorization"}, (name.lower() for name in config.extra_headers)
+        )
+        self._targets = _Targets(config.base_url, tuple(config.propagate_to))
 
     def is_target(self, url: httpx.URL) -> bool:
         """True when ``url`` is under ``base_url`` or one of ``propagate_to``."""
-        return any(target.matches(url) for target in self._targets)
+        return self._targets.match(url)
 
     def prepare(self, request: httpx.Request) -> CorrelationContext:
         """Rewrite ``request``'s correlation headers for this hop; return the context used."""
@@ -101,7 +119,7 @@ class _HeaderInjector:
         present = set(headers.keys())  # lower-cased; one pass instead of a scan per name
         injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
         if not self.is_target(request.url):
-            for key in present.intersection(self._managed | injected):
+            for key in present.intersection(self._gateway_only | injected):
                 del headers[key]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
             return context

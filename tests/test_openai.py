@@ -410,3 +410,44 @@ def test_the_bound_context_is_untouched_by_sdk_calls(
 
     assert current_context() is None
     client.close()
+
+
+def test_a_redirect_to_another_host_carries_neither_extra_headers_nor_the_key(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    with FakeGateway() as other:
+        fake_gateway.queue_response(307, headers={"Location": f"{other.base_url}/chat/completions"})
+        config = gateway_config.replace(extra_headers={"x-portkey-api-key": "pk-secret"})
+        with OpenAI(config=config) as client, bind_context(request_id="req-redirect"):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        gateway_got, other_got = fake_gateway.requests[0].headers, other.requests[0].headers
+    assert gateway_got["x-portkey-api-key"] == "pk-secret"
+    for name in ("x-portkey-api-key", "authorization", *CORRELATION):
+        assert name not in other_got
+
+
+@pytest.mark.parametrize("how", ["with_options", "copy"])
+def test_a_copy_pointed_at_another_gateway_sends_the_headers_there(
+    how: str, fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    with FakeGateway() as other:
+        original = OpenAI(config=gateway_config)
+        moved = getattr(original, how)(base_url=other.base_url)
+        with bind_context(request_id="req-moved", tenant="acme"):
+            moved.chat.completions.create(model="m", messages=MESSAGES)
+            original.chat.completions.create(model="m", messages=MESSAGES)
+        assert correlation_of(other) == ("req-moved", "acme", None)
+        moved.close()
+        original.close()
+    assert correlation_of(fake_gateway) == ("req-moved", "acme", None)
+
+
+async def test_an_async_copy_pointed_at_another_gateway_sends_the_headers_there(
+    gateway_config: GatewayConfig,
+) -> None:
+    with FakeGateway() as other:
+        moved = AsyncOpenAI(config=gateway_config).with_options(base_url=other.base_url)
+        with bind_context(request_id="req-moved"):
+            await moved.chat.completions.create(model="m", messages=MESSAGES)
+        await moved.close()
+        assert correlation_of(other)[0] == "req-moved"

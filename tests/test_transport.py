@@ -278,4 +278,48 @@ def test_a_resolved_key_goes_to_the_gateway_only_and_not_past_a_redirect(
     to_gateway, redirected, outside = recorder.requests
     assert to_gateway.headers["authorization"] == "Bearer sk-t"
     assert "authorization" not in redirected.headers
-    assert outside.headers["authorization"] == "Bearer app-token"
+    # Authorization never leaves for a URL that is not a target, whoever set it.
+    assert "authorization" not in outside.headers
+
+
+GATEWAY_SECRETS = {"authorization": "Bearer sk-secret", "x-gw-auth": "gw-secret"}
+
+
+def test_a_hop_outside_the_targets_loses_the_gateways_credentials(recorder: Recorder) -> None:
+    transport = CorrelationTransport(
+        httpx.MockTransport(recorder),
+        GatewayConfig(base_url="http://gateway.test/ai", extra_headers={"X-GW-Auth": "gw-secret"}),
+    )
+    with httpx.Client(transport=transport, headers=GATEWAY_SECRETS) as client:
+        client.get("http://gateway.test/ai/models")
+        client.get("http://gateway.test/other")  # same origin, outside the base path
+        client.get("https://elsewhere.test/x")
+    to_gateway, *elsewhere = (request.headers for request in recorder.requests)
+    assert {name: to_gateway[name] for name in GATEWAY_SECRETS} == GATEWAY_SECRETS
+    for headers in elsewhere:
+        assert not set(GATEWAY_SECRETS).intersection(headers)
+
+
+def test_a_redirect_within_the_origin_but_outside_the_base_path_loses_the_credentials(
+    two_gateways: tuple[FakeGateway, FakeGateway],
+) -> None:
+    gateway, _ = two_gateways
+    gateway.queue_response(307, headers={"Location": f"{gateway.base_url}/../admin"})
+    config = GatewayConfig(base_url=gateway.base_url, extra_headers={"X-GW-Auth": "gw-secret"})
+    transport = CorrelationTransport(httpx.HTTPTransport(), config)
+    with httpx.Client(
+        transport=transport, follow_redirects=True, timeout=5, headers=GATEWAY_SECRETS
+    ) as client:
+        client.get(f"{gateway.base_url}/models")
+    first, second = gateway.requests
+    assert second.path == "/admin"
+    assert set(GATEWAY_SECRETS) <= set(first.headers)
+    assert not set(GATEWAY_SECRETS).intersection(second.headers)
+
+
+async def test_the_async_transport_strips_the_credentials_too(recorder: Recorder) -> None:
+    config = GatewayConfig(base_url="http://gateway.test/ai", extra_headers={"X-GW-Auth": "k"})
+    transport = AsyncCorrelationTransport(httpx.MockTransport(recorder), config)
+    async with httpx.AsyncClient(transport=transport, headers=GATEWAY_SECRETS) as client:
+        await client.get("https://elsewhere.test/x")
+    assert not set(GATEWAY_SECRETS).intersection(recorder.requests[0].headers)

@@ -1,0 +1,466 @@
+"""GatewayClient / AsyncGatewayClient under hostile answers, faults, forks and foreign URLs.
+
+Each test states what a caller observes: the exception type, its request ID and attempts, the
+headers each host received. Most run against ``httpx.MockTransport`` handlers, so that the
+gateway's misbehaviour is exact; the rest against the FakeGateway.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from aigw_middleware import (
+    AsyncGatewayClient,
+    GatewayClient,
+    GatewayConfig,
+    GatewayConnectionError,
+    GatewayError,
+    UpstreamError,
+    bind_context,
+    get_client,
+)
+from aigw_middleware.context import CorrelationContext, reset_context, set_context
+from aigw_middleware.errors import InvalidRequestError, MalformedResponseError
+from aigw_middleware.testing import FakeGateway
+
+BASE = "http://gw.test/v1"
+HI = [{"role": "user", "content": "hi"}]
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def sync_client(handler: Handler, **overrides: Any) -> GatewayClient:
+    overrides.setdefault("api_key", "sk-secret")
+    config = GatewayConfig.from_env({}, base_url=BASE, **overrides)
+    return GatewayClient(config, transport=httpx.MockTransport(handler))
+
+
+def async_client(handler: Handler, **overrides: Any) -> AsyncGatewayClient:
+    overrides.setdefault("api_key", "sk-secret")
+    config = GatewayConfig.from_env({}, base_url=BASE, **overrides)
+    return AsyncGatewayClient(config, transport=httpx.MockTransport(handler))
+
+
+def completion(content: str = "hello") -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+    }
+
+
+class Recorder:
+    """A MockTransport handler: answers in turn, records every request it received."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def sent(self, name: str) -> list[str | None]:
+        return [request.headers.get(name) for request in self.requests]
+
+
+def read_chat(client: GatewayClient) -> tuple[str, str | None, Any]:
+    result = client.chat.completions.create(model="m", messages=HI)
+    return (result.content, result.model, result.usage)
+
+
+async def aread_chat(client: AsyncGatewayClient) -> tuple[str, str | None, Any]:
+    result = await client.chat.completions.create(model="m", messages=HI)
+    return (result.content, result.model, result.usage)
+
+
+def read_stream(client: GatewayClient) -> list[str]:
+    return [
+        chunk.delta for chunk in client.chat.completions.create(model="m", messages=HI, stream=True)
+    ]
+
+
+async def aread_stream(client: AsyncGatewayClient) -> list[str]:
+    stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
+    return [chunk.delta async for chunk in stream]
+
+
+def answer(status: int = 200, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("headers", {"retry-after-ms": "1"})
+    return httpx.Response(status, **kwargs)
+
+
+# 8: the request ID reported is the one that went on the wire -------------------------------
+
+
+@pytest.fixture
+def invalid_context() -> Iterator[None]:
+    token = set_context(CorrelationContext("bad id\r\nx", tenant="acme"))
+    yield
+    reset_context(token)
+
+
+@pytest.mark.usefixtures("invalid_context")
+def test_a_result_reports_the_request_id_sent_not_an_invalid_bound_one() -> None:
+    gateway = Recorder(answer(json=completion()))
+    with sync_client(gateway) as client:
+        result = client.chat.completions.create(model="m", messages=HI)
+    assert result.request_id == gateway.sent("x-ai-request-id")[0]
+    assert result.request_id != "bad id\r\nx"
+
+
+@pytest.mark.usefixtures("invalid_context")
+def test_an_error_reports_the_request_id_sent_not_an_invalid_bound_one() -> None:
+    gateway = Recorder(answer(503, json={"error": "down"}))
+    with sync_client(gateway, max_retries=1) as client, pytest.raises(UpstreamError) as caught:
+        client.models.list()
+    sent = gateway.sent("x-ai-request-id")
+    assert sent[0] == sent[1] == caught.value.request_id
+
+
+@pytest.mark.usefixtures("invalid_context")
+async def test_async_results_and_streams_report_the_request_id_sent() -> None:
+    sse = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\ndata: [DONE]\n\n'
+    gateway = Recorder(answer(json=completion()), answer(content=sse))
+    async with async_client(gateway) as client:
+        result = await client.chat.completions.create(model="m", messages=HI)
+        stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
+        assert [chunk.delta async for chunk in stream] == ["a"]
+    assert [result.request_id, stream.request_id] == gateway.sent("x-ai-request-id")
+
+
+# 10: retry only what is safe ----------------------------------------------------------------
+
+
+def test_a_post_carries_one_idempotency_key_repeated_on_every_retry() -> None:
+    gateway = Recorder(
+        httpx.ReadError("reset after the request went out"),
+        answer(502),
+        answer(json=completion()),
+    )
+    with sync_client(gateway, max_retries=2) as client:
+        client.chat.completions.create(model="m", messages=HI)
+        client.chat.completions.create(model="m", messages=HI)
+    keys = gateway.sent("idempotency-key")
+    assert keys[0] is not None
+    assert keys[0] == keys[1] == keys[2]
+    assert keys[3] is not None
+    assert keys[3] != keys[0]
+
+
+def test_a_get_carries_no_idempotency_key_and_a_callers_key_is_kept() -> None:
+    gateway = Recorder(answer(json={"data": []}))
+    with sync_client(gateway) as client:
+        client.models.list()
+        client.request("POST", "/things", json={}, headers={"Idempotency-Key": "mine"})
+    assert gateway.sent("idempotency-key") == [None, "mine"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ReadError("reset"), httpx.RemoteProtocolError("peer closed"), httpx.WriteError("x")],
+    ids=type,
+)
+def test_an_error_after_sending_is_not_retried_without_an_idempotency_key(
+    error: Exception,
+) -> None:
+    gateway = Recorder(error, answer(json={}))
+    with (
+        sync_client(gateway, max_retries=2) as client,
+        pytest.raises(GatewayConnectionError) as caught,
+    ):
+        client.request("POST", "/things", json={}, headers={"Idempotency-Key": ""})
+    assert caught.value.attempts == 1
+    assert len(gateway.requests) == 1
+    assert gateway.sent("idempotency-key") == [None]
+
+
+def test_an_error_before_sending_is_retried_without_an_idempotency_key() -> None:
+    gateway = Recorder(httpx.ConnectError("refused"), answer(json={"ok": True}))
+    with sync_client(gateway, max_retries=2) as client:
+        response = client.request("POST", "/things", json={}, headers={"Idempotency-Key": ""})
+    assert response.json() == {"ok": True}
+    assert len(gateway.requests) == 2
+
+
+async def test_async_an_error_after_sending_is_retried_only_with_an_idempotency_key() -> None:
+    gateway = Recorder(httpx.ReadError("reset"), answer(json={}), httpx.ReadError("reset"))
+    async with async_client(gateway, max_retries=2) as client:
+        await client.request("POST", "/a", json={})
+        with pytest.raises(GatewayConnectionError) as caught:
+            await client.request("POST", "/b", json={}, headers={"Idempotency-Key": ""})
+    assert caught.value.attempts == 1
+    assert [r.url.path for r in gateway.requests] == ["/v1/a", "/v1/a", "/v1/b"]
+
+
+@pytest.mark.parametrize("bad", ["a\r\nInjected: 1", "a\nb", "nul\0"])
+def test_a_crlf_in_a_custom_header_is_an_invalid_request_at_once(bad: str) -> None:
+    gateway = Recorder(answer(json=completion()))
+    with (
+        sync_client(gateway, max_retries=2) as client,
+        bind_context(request_id="req-crlf"),
+        pytest.raises(InvalidRequestError) as caught,
+    ):
+        client.chat.completions.create(model="m", messages=HI, extra_headers={"X-Note": bad})
+    assert isinstance(caught.value, ValueError)
+    assert (caught.value.request_id, caught.value.attempts) == ("req-crlf", 1)
+    assert "X-Note" in str(caught.value)
+    assert bad not in str(caught.value)
+    assert gateway.requests == []
+
+
+def test_a_local_protocol_error_from_the_http_stack_is_not_retried() -> None:
+    gateway = Recorder(httpx.LocalProtocolError("Illegal header value"))
+    with sync_client(gateway, max_retries=2) as client, pytest.raises(InvalidRequestError):
+        client.models.list()
+    assert len(gateway.requests) == 1
+
+
+async def test_async_a_crlf_in_a_custom_header_is_an_invalid_request_at_once() -> None:
+    gateway = Recorder(answer(json={}))
+    async with async_client(gateway) as client:
+        with pytest.raises(InvalidRequestError):
+            await client.request("GET", "/x", headers={"X-Bad": "a\r\nb"})
+    assert gateway.requests == []
+
+
+# 11: every failure of a call is a GatewayError with our request ID and the attempts ----------
+
+
+def nested(depth: int) -> bytes:
+    return b'{"error": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def gzipped_garbage() -> httpx.Response:
+    return httpx.Response(
+        200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+    )
+
+
+HOSTILE_ANSWERS: dict[str, Callable[[], httpx.Response]] = {
+    "deeply nested error body": lambda: answer(400, content=nested(100_000)),
+    "deeply nested 200 body": lambda: answer(200, content=nested(100_000)),
+    "corrupt gzip 200 body": gzipped_garbage,
+    "corrupt gzip error body": lambda: httpx.Response(
+        400, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"\x1f\x8bnope")
+    ),
+    "non-JSON 200 body": lambda: answer(content=b"<html>proxy login</html>"),
+    "choices is a string": lambda: answer(json={"choices": "nope"}),
+    "a choice is a number": lambda: answer(json={"choices": [7]}),
+    "message is a list": lambda: answer(json={"choices": [{"message": ["x"]}]}),
+    "content is a number": lambda: answer(json={"choices": [{"message": {"content": 5}}]}),
+    "usage is a string": lambda: answer(json={**completion(), "usage": "lots"}),
+    "model is an object": lambda: answer(json={**completion(), "model": {}}),
+}
+
+
+@pytest.mark.parametrize("make", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+def test_a_hostile_answer_is_a_gateway_error_with_our_request_id(
+    make: Callable[[], httpx.Response],
+) -> None:
+    gateway = Recorder(make())
+    with (
+        sync_client(gateway, max_retries=0) as client,
+        bind_context(request_id="req-hostile"),
+        pytest.raises(GatewayError) as caught,
+    ):
+        read_chat(client)
+    assert (caught.value.request_id, caught.value.attempts) == ("req-hostile", 1)
+    assert "req-hostile" in str(caught.value)
+
+
+@pytest.mark.parametrize("make", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_async_a_hostile_answer_is_a_gateway_error_with_our_request_id(
+    make: Callable[[], httpx.Response],
+) -> None:
+    gateway = Recorder(make())
+    async with async_client(gateway, max_retries=0) as client:
+        with bind_context(request_id="req-hostile"), pytest.raises(GatewayError) as caught:
+            await aread_chat(client)
+    assert (caught.value.request_id, caught.value.attempts) == ("req-hostile", 1)
+
+
+READERS: dict[str, Callable[[GatewayClient], object]] = {
+    "embeddings": lambda client: client.embeddings.create(model="e", input=["a"]).vectors,
+    "models": lambda client: client.models.list().ids,
+}
+WRONG_SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "embeddings data is a dict": ("embeddings", {"data": {"a": 1}}),
+    "an embedding item is a string": ("embeddings", {"data": ["x"]}),
+    "an embedding is a string": ("embeddings", {"data": [{"index": 0, "embedding": "x"}]}),
+    "a model item is a number": ("models", {"data": [1]}),
+    "a model id is a list": ("models", {"data": [{"id": []}]}),
+}
+
+
+@pytest.mark.parametrize(("kind", "body"), WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_wrong_shapes_of_embeddings_and_models_are_malformed_response_errors(
+    kind: str, body: dict[str, Any]
+) -> None:
+    gateway = Recorder(answer(json=body))
+    with (
+        sync_client(gateway) as client,
+        bind_context(request_id="req-shape"),
+        pytest.raises(MalformedResponseError) as caught,
+    ):
+        READERS[kind](client)
+    assert caught.value.request_id == "req-shape"
+
+
+def test_a_well_formed_answer_with_missing_fields_still_reads_as_empty() -> None:
+    gateway = Recorder(answer(json={"choices": [], "data": []}))
+    with sync_client(gateway) as client:
+        result = client.chat.completions.create(model="m", messages=HI)
+        assert (result.content, result.model, result.usage) == ("", None, None)
+        assert client.embeddings.create(model="e", input="a").vectors == []
+        assert client.models.list().ids == []
+
+
+STREAM_FAULTS: dict[str, bytes] = {
+    "a malformed data line": b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+    b"data: {not json\n\n"
+    b'data: {"choices": [{"delta": {"content": "b"}}]}\n\ndata: [DONE]\n\n',
+    "an event that is not an object": b"data: [1, 2]\n\ndata: [DONE]\n\n",
+    "a chunk of the wrong shape": b'data: {"choices": [{"delta": "x"}]}\n\ndata: [DONE]\n\n',
+    "a deeply nested event": b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+}
+
+
+@pytest.mark.parametrize("sse", STREAM_FAULTS.values(), ids=STREAM_FAULTS.keys())
+def test_a_malformed_stream_event_is_an_error_not_skipped(sse: bytes) -> None:
+    gateway = Recorder(answer(content=sse))
+    with (
+        sync_client(gateway) as client,
+        bind_context(request_id="req-sse"),
+        pytest.raises(MalformedResponseError) as caught,
+    ):
+        read_stream(client)
+    assert caught.value.request_id == "req-sse"
+
+
+@pytest.mark.parametrize("sse", STREAM_FAULTS.values(), ids=STREAM_FAULTS.keys())
+async def test_async_a_malformed_stream_event_is_an_error_not_skipped(sse: bytes) -> None:
+    gateway = Recorder(answer(content=sse))
+    async with async_client(gateway) as client:
+        with pytest.raises(MalformedResponseError):
+            await aread_stream(client)
+
+
+def test_a_corrupt_compressed_stream_is_a_gateway_error() -> None:
+    gateway = Recorder(gzipped_garbage())
+    with sync_client(gateway) as client, pytest.raises(GatewayError):
+        read_stream(client)
+
+
+def test_a_deeply_nested_503_body_is_still_retried_and_classified() -> None:
+    gateway = Recorder(answer(503, content=nested(100_000)), answer(json=completion("ok")))
+    with sync_client(gateway, max_retries=1) as client:
+        assert client.chat.completions.create(model="m", messages=HI).content == "ok"
+
+
+def test_a_gzip_bomb_like_error_body_is_compact_in_the_message() -> None:
+    body = gzip.compress(json.dumps({"error": {"message": "x" * 5000}}).encode())
+    gateway = Recorder(answer(400, headers={"content-encoding": "gzip"}, content=body))
+    with sync_client(gateway) as client, pytest.raises(GatewayError) as caught:
+        client.models.list()
+    assert len(str(caught.value)) < 600
+
+
+# 2: nothing meant for the gateway goes to another host -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://other.host/x",
+        "http://gw.test/v2/outside",  # same host, outside the base path
+        "http://gw.test:8080/v1/x",  # another port
+        "https://gw.test/v1/x",  # another scheme
+        "/../admin",  # a relative path that climbs out of the base path
+    ],
+)
+def test_a_url_outside_the_gateway_is_refused_before_anything_is_sent(url: str) -> None:
+    gateway = Recorder(answer(json={}))
+    with (
+        sync_client(gateway, extra_headers={"x-gw-auth": "gw-secret"}) as client,
+        pytest.raises(InvalidRequestError, match="base_url"),
+    ):
+        client.request("GET", url)
+    assert gateway.requests == []
+
+
+async def test_async_a_url_outside_the_gateway_is_refused() -> None:
+    gateway = Recorder(answer(json={}))
+    async with async_client(gateway) as client:
+        with pytest.raises(InvalidRequestError):
+            await client.request("GET", "https://other.host/x")
+    assert gateway.requests == []
+
+
+def test_absolute_urls_under_base_url_or_propagate_to_are_allowed() -> None:
+    gateway = Recorder(answer(json={}))
+    with sync_client(gateway, propagate_to=("https://side.test/api",)) as client:
+        client.request("GET", "http://gw.test/v1/models")
+        client.request("GET", "https://side.test/api/x")
+    assert [str(r.url) for r in gateway.requests] == [
+        "http://gw.test/v1/models",
+        "https://side.test/api/x",
+    ]
+    assert gateway.sent("authorization") == ["Bearer sk-secret"] * 2
+
+
+# 1: a forked child never touches its parent's connections ----------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_gets_its_own_shared_client_and_leaves_the_parents_alone(
+    shared_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    parent = get_client()
+    with bind_context(request_id="parent-1"):
+        parent.models.list()  # a pooled keep-alive connection now exists
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        status = 1
+        try:
+            child = get_client()
+            with bind_context(request_id="child-1"):
+                child.models.list()
+            status = 0 if child is not parent and get_client() is child else 2
+        finally:
+            os.write(write_end, bytes([status]))
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"\x00"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert get_client() is parent
+    with bind_context(request_id="parent-2"):
+        parent.models.list()
+    ids = [request.headers["x-ai-request-id"] for request in fake_gateway.requests]
+    assert ids == ["parent-1", "child-1", "parent-2"]
+
+
+def test_the_shared_client_is_replaced_when_the_process_id_changes(
+    shared_config: GatewayConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = get_client()
+    real = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real + 1)
+    child = get_client()
+    assert child is not parent
+    assert not parent._http.is_closed  # the parent's sockets are not the child's to close
+    assert get_client() is child
