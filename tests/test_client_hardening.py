@@ -7,10 +7,12 @@ gateway's misbehaviour is exact; the rest against the FakeGateway.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,15 +20,17 @@ import pytest
 
 from aigw_middleware import (
     AsyncGatewayClient,
+    ConfigurationError,
     GatewayClient,
     GatewayConfig,
     GatewayConnectionError,
     GatewayError,
+    GatewayTimeoutError,
     UpstreamError,
     bind_context,
     get_client,
 )
-from aigw_middleware.context import CorrelationContext, reset_context, set_context
+from aigw_middleware.context import CorrelationContext, _reset_context, _set_context
 from aigw_middleware.errors import InvalidRequestError, MalformedResponseError
 from aigw_middleware.testing import FakeGateway
 
@@ -104,9 +108,9 @@ def answer(status: int = 200, **kwargs: Any) -> httpx.Response:
 
 @pytest.fixture
 def invalid_context() -> Iterator[None]:
-    token = set_context(CorrelationContext("bad id\r\nx", tenant="acme"))
+    token = _set_context(CorrelationContext("bad id\r\nx", tenant="acme"))
     yield
-    reset_context(token)
+    _reset_context(token)
 
 
 @pytest.mark.usefixtures("invalid_context")
@@ -373,6 +377,107 @@ def test_a_gzip_bomb_like_error_body_is_compact_in_the_message() -> None:
     with sync_client(gateway) as client, pytest.raises(GatewayError) as caught:
         client.models.list()
     assert len(str(caught.value)) < 600
+
+
+# 9: wall-clock deadlines per attempt and per call --------------------------------------------
+
+
+SSE_EVENT = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+
+
+class Drip(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that never ends in time: one piece every ``every`` seconds, ``pieces`` in all."""
+
+    def __init__(self, piece: bytes = b" ", every: float = 0.05, pieces: int = 400) -> None:
+        self.piece, self.every, self.pieces = piece, every, pieces
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.pieces):
+            time.sleep(self.every)
+            yield self.piece
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.pieces):
+            await asyncio.sleep(self.every)
+            yield self.piece
+
+
+def dripping(**kwargs: Any) -> Handler:
+    return lambda request: httpx.Response(200, stream=Drip(**kwargs))
+
+
+def test_a_drip_fed_body_ends_at_the_attempt_deadline() -> None:
+    with sync_client(dripping(), attempt_deadline=0.3, max_retries=0) as client:
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeoutError, match=r"attempt deadline of 0\.3s") as caught:
+            client.models.list()
+    assert 0.3 <= time.monotonic() - started < 0.3 + 0.5
+    assert caught.value.attempts == 1
+
+
+def test_a_drip_fed_stream_ends_at_the_attempt_deadline() -> None:
+    handler = dripping(piece=SSE_EVENT)
+    with sync_client(handler, attempt_deadline=0.3) as client:
+        started = time.monotonic()
+        with bind_context(request_id="req-drip"), pytest.raises(GatewayTimeoutError) as caught:
+            read_stream(client)
+    assert time.monotonic() - started < 0.3 + 0.5
+    assert caught.value.request_id == "req-drip"
+
+
+async def test_async_a_drip_fed_body_and_stream_end_exactly_at_the_deadline() -> None:
+    slow = dripping(piece=SSE_EVENT, every=5.0)  # each piece alone outlasts the deadline
+    async with async_client(slow, attempt_deadline=0.3, max_retries=0) as client:
+        for read in (aread_chat, aread_stream):
+            started = time.monotonic()
+            with pytest.raises(GatewayTimeoutError):
+                await read(client)
+            assert time.monotonic() - started < 0.3 + 0.3
+
+
+def test_the_call_deadline_bounds_all_attempts_and_waits_together() -> None:
+    gateway = Recorder(httpx.Response(503, headers={"retry-after": "0.4"}))
+    started = time.monotonic()
+    with (
+        sync_client(gateway, max_retries=10, call_deadline=1.0) as client,
+        pytest.raises(UpstreamError, match="call deadline") as caught,
+    ):
+        client.models.list()
+    assert time.monotonic() - started < 1.0
+    assert caught.value.attempts == len(gateway.requests) == 3
+
+
+def test_a_drip_fed_body_is_retried_only_within_the_call_deadline() -> None:
+    # The first attempt ends at 0.3 s, the backoff waits 0.375 to 0.5 s, the second attempt runs
+    # into the call deadline.
+    with sync_client(dripping(), attempt_deadline=0.3, call_deadline=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeoutError, match="call deadline") as caught:
+            client.models.list()
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert caught.value.attempts == 2
+
+
+def test_a_gateway_silent_past_the_deadline_times_out_before_the_read_timeout(
+    fake_gateway: FakeGateway,
+) -> None:
+    fake_gateway.queue_response(delay=3.0)
+    config = GatewayConfig.from_env({}, base_url=fake_gateway.base_url, max_retries=0)
+    with GatewayClient(config, attempt_deadline=0.3, timeout=30) as client:
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeoutError):
+            client.models.list()
+    assert time.monotonic() - started < 0.3 + 0.5
+
+
+def test_the_deadlines_come_from_the_environment_and_are_checked() -> None:
+    env = {"AIGW_ATTEMPT_DEADLINE": "60", "AIGW_CALL_DEADLINE": "90.5"}
+    config = GatewayConfig.from_env(env)
+    assert (config.attempt_deadline, config.call_deadline) == (60.0, 90.5)
+    assert (GatewayConfig().attempt_deadline, GatewayConfig().call_deadline) == (600.0, None)
+    for bad in ({"AIGW_CALL_DEADLINE": "0"}, {"AIGW_ATTEMPT_DEADLINE": "soon"}):
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            GatewayConfig.from_env(bad)
 
 
 # 2: nothing meant for the gateway goes to another host -------------------------------------

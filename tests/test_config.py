@@ -294,6 +294,8 @@ def test_the_environment_variables_are_the_settings_marked_for_it() -> None:
         "AIGW_API_KEY",
         "AIGW_PROXY",
         "AIGW_TIMEOUT",
+        "AIGW_ATTEMPT_DEADLINE",
+        "AIGW_CALL_DEADLINE",
         "AIGW_DISABLE_PROXY",
         "AIGW_MAX_RETRIES",
         "AIGW_MODEL_PREFIX",

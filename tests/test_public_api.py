@@ -84,6 +84,8 @@ PUBLIC: dict[str, list[str]] = {
         "GatewayError",
         "GatewayStatusError",
         "GatewayTimeoutError",
+        "InvalidRequestError",
+        "MalformedResponseError",
         "NotFoundError",
         "PermissionDeniedError",
         "RateLimitError",
