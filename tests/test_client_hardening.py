@@ -448,13 +448,14 @@ def test_the_call_deadline_bounds_all_attempts_and_waits_together() -> None:
 
 
 def test_a_drip_fed_body_is_retried_only_within_the_call_deadline() -> None:
-    # The first attempt ends at 0.3 s, the backoff waits 0.375 to 0.5 s, the second attempt runs
-    # into the call deadline.
-    with sync_client(dripping(), attempt_deadline=0.3, call_deadline=1.0) as client:
+    # The first attempt ends at 0.3 s, the backoff waits 0.375 to 0.5 s, so the second attempt
+    # starts by 0.8 s and its own deadline (start + 0.3 s) falls after the call's at 0.9 s.
+    handler = dripping(every=0.01, pieces=2000)
+    with sync_client(handler, attempt_deadline=0.3, call_deadline=0.9) as client:
         started = time.monotonic()
         with pytest.raises(GatewayTimeoutError, match="call deadline") as caught:
             client.models.list()
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 0.9 + 0.5
     assert caught.value.attempts == 2
 
 
