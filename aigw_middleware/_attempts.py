@@ -127,6 +127,14 @@ class Attempts:
         )
 
     def next_request(self) -> httpx.Request:
+        if self.http.is_closed:
+            # httpx would raise a bare RuntimeError; a call on a client another task closed
+            # fails like any other call that could not reach the gateway.
+            raise GatewayConnectionError(
+                "the client was closed before this call was sent",
+                request_id=self.context.request_id,
+                attempts=max(self.attempt, 1),
+            )
         self.attempt += 1
         now = time.monotonic()
         self.deadline = min(now + self.config.attempt_deadline, self.call_deadline)

@@ -28,6 +28,7 @@ from aigw_middleware import (
     GatewayTimeoutError,
     UpstreamError,
     bind_context,
+    get_async_client,
     get_client,
 )
 from aigw_middleware.context import CorrelationContext, _reset_context, _set_context
@@ -570,3 +571,26 @@ def test_the_shared_client_is_replaced_when_the_process_id_changes(
     assert child is not parent
     assert not parent._http.is_closed  # the parent's sockets are not the child's to close
     assert get_client() is child
+
+
+# 13: closing a client under concurrent use ---------------------------------------------------
+
+
+def test_a_call_on_a_client_closed_by_another_thread_is_a_gateway_error() -> None:
+    client = sync_client(Recorder(answer(json={"data": []})))
+    client.close()
+    with bind_context(request_id="req-closed"), pytest.raises(GatewayConnectionError) as caught:
+        client.models.list()
+    assert caught.value.request_id == "req-closed"
+
+
+async def test_a_shared_async_client_closed_by_one_task_fails_the_others_typed_and_is_replaced(
+    shared_config: GatewayConfig,
+) -> None:
+    taken = get_async_client()
+    await taken.aclose()
+    with pytest.raises(GatewayConnectionError):
+        await taken.models.list()
+    fresh = get_async_client()
+    assert fresh is not taken
+    assert (await fresh.models.list()).ids
