@@ -180,6 +180,18 @@ def test_worker_task_calls_the_gateway_with_the_publishers_request_id_tenant_and
 
 
 @pytest.mark.usefixtures("worker")
+def test_worker_task_calls_the_gateway_with_the_publishers_user_and_session(
+    fake_gateway: FakeGateway, shared_config: GatewayConfig
+) -> None:
+    with bind_context(request_id=REQUEST_ID, user="u-42", session="chat-7"):
+        result = ask.delay()
+
+    result.get(timeout=TIMEOUT, interval=POLL)
+    headers = fake_gateway.requests[-1].headers
+    assert (headers["x-ai-user"], headers["x-ai-session"]) == ("u-42", "chat-7")
+
+
+@pytest.mark.usefixtures("worker")
 def test_task_published_without_context_gets_a_fresh_request_id_and_no_tenant(
     fake_gateway: FakeGateway, shared_config: GatewayConfig
 ) -> None:
