@@ -7,18 +7,21 @@ token in the same frame; the outbound transport reads it. Scripts, tasks and tes
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 __all__ = [
+    "AsyncBoundIterator",
+    "BoundIterator",
     "ContextThreadPoolExecutor",
     "CorrelationContext",
     "bind_context",
@@ -28,6 +31,7 @@ __all__ = [
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 _REQUEST_ID_MAX = 128
 _LABEL_MAX = 64
@@ -207,3 +211,121 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Future[_R]:
         return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+#: Makes a context manager that binds something else next to the correlation context.
+_ExtraBinding = Callable[[], AbstractContextManager[object]]
+
+
+@contextmanager
+def _bound_to(context: CorrelationContext | None, *also: _ExtraBinding) -> Iterator[None]:
+    """Bind ``context`` (and enter a context manager made by each of ``also``) for the ``with``
+    block only.
+
+    The correlation context is reset with its token on the way out, so whatever was bound
+    before is bound again.
+    """
+    token = _current.set(context)
+    try:
+        with ExitStack() as stack:
+            for make in also:
+                stack.enter_context(make())
+            yield
+    finally:
+        _current.reset(token)
+
+
+class BoundIterator(Generic[_T]):
+    """``parts`` run with ``context`` bound around each step and around :meth:`close`.
+
+    For streamed response bodies, which a server iterates after the request's frame has reset its
+    context: each step sees the request's context and nothing stays bound between steps. The
+    server's ``close()`` (at the end, or when the client went away mid-stream) closes ``parts``
+    with the context bound too, so the body's cleanup (a ``finally`` in a generator) sees it.
+    ``parts`` is turned into an iterator at the first step, with the context bound.
+    """
+
+    def __init__(
+        self, parts: Iterable[_T], context: CorrelationContext | None, *also: _ExtraBinding
+    ) -> None:
+        self._parts = parts
+        self._iterator: Iterator[_T] | None = None
+        self._context = context
+        self._also = also
+
+    def __iter__(self) -> BoundIterator[_T]:
+        return self
+
+    def __next__(self) -> _T:
+        with _bound_to(self._context, *self._also):
+            if self._iterator is None:
+                self._iterator = iter(self._parts)
+            return next(self._iterator)
+
+    def close(self) -> None:
+        """Close ``parts`` (when it can be closed) with the context bound."""
+        close = getattr(self._parts, "close", None)
+        if close is None and self._iterator is not None:
+            close = getattr(self._iterator, "close", None)
+        if close is not None:
+            with _bound_to(self._context, *self._also):
+                close()
+
+
+class AsyncBoundIterator(Generic[_T]):
+    """The async :class:`BoundIterator`: ``parts`` with ``context`` bound around each step and
+    around :meth:`aclose`.
+
+    A consumer may drop an async body unfinished without closing it (Django's ASGI handler does
+    when the client disconnects), leaving its cleanup to the garbage collector, in whatever
+    context is current then. So the asyncio task that takes the first step also closes it, bound,
+    as soon as that task ends.
+    """
+
+    def __init__(
+        self, parts: AsyncIterable[_T], context: CorrelationContext | None, *also: _ExtraBinding
+    ) -> None:
+        self._parts = parts
+        self._iterator: AsyncIterator[_T] | None = None
+        self._context = context
+        self._also = also
+        self._done = False
+
+    def __aiter__(self) -> AsyncBoundIterator[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        if self._done:
+            raise StopAsyncIteration
+        with _bound_to(self._context, *self._also):
+            if self._iterator is None:
+                self._iterator = aiter(self._parts)
+                _on_task_end(self._close_later)
+            try:
+                return await anext(self._iterator)
+            except StopAsyncIteration:
+                self._done = True
+                raise
+
+    async def aclose(self) -> None:
+        """Close ``parts`` (when it can be closed) with the context bound; once."""
+        if self._done:
+            return
+        self._done = True
+        aclose = getattr(self._iterator or self._parts, "aclose", None)
+        if aclose is not None:
+            with _bound_to(self._context, *self._also):
+                await aclose()
+
+    def _close_later(self, task: asyncio.Task[Any]) -> None:
+        if not self._done:
+            task.get_loop().create_task(self.aclose())
+
+
+def _on_task_end(callback: Callable[[asyncio.Task[Any]], object]) -> None:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not running under asyncio
+        return
+    if task is not None:
+        task.add_done_callback(callback)

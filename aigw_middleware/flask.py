@@ -27,7 +27,7 @@ from werkzeug.datastructures import EnvironHeaders
 from ._shared import SharedClients, activate, deactivate
 from .client import AsyncGatewayClient, GatewayClient
 from .config import _SETTINGS, GatewayConfig, TenantResolver, _did_you_mean
-from .context import CorrelationContext, _reset_context, _set_context
+from .context import BoundIterator, CorrelationContext, _reset_context, _set_context
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
@@ -218,52 +218,20 @@ class _CorrelationMiddleware:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return body  # left as it is so the server can use sendfile; no app code runs there
-        return _BoundBody(body, environ[_ENVIRON_KEY], self._state.clients)
+        # Flask tears the request and app contexts down before the server iterates a streamed
+        # body (unless it uses stream_with_context), so each step and close() (the server's call
+        # at the end, or when the client went away) bind the context and the app's clients.
+        clients = self._state.clients
+        return BoundIterator(body, environ[_ENVIRON_KEY], lambda: _clients_active(clients))
 
 
-class _BoundBody:
-    """A response body whose every step, and ``close``, runs with the request's context bound.
-
-    Flask tears the request and app contexts down before the server iterates a streamed body
-    (unless it uses ``stream_with_context``), so each step binds the correlation context and the
-    app's shared clients, and resets both before the chunk goes back to the server. ``close``
-    (the server's call at the end, or when the client went away) runs bound as well.
-    """
-
-    def __init__(
-        self, body: Iterable[bytes], context: CorrelationContext, clients: SharedClients
-    ) -> None:
-        self._body = body
-        self._iterator: Iterator[bytes] | None = None
-        self._context = context
-        self._clients = clients
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        token = _set_context(self._context)
-        clients_token = activate(self._clients)
-        try:
-            if self._iterator is None:
-                self._iterator = iter(self._body)
-            return next(self._iterator)
-        finally:
-            deactivate(clients_token)
-            _reset_context(token)
-
-    def close(self) -> None:
-        """Close the wrapped body with the context bound."""
-        close = getattr(self._body, "close", None)
-        if close is None:
-            return
-        token = _set_context(self._context)
-        clients_token = activate(self._clients)
-        try:
-            close()
-        finally:
-            deactivate(clients_token)
-            _reset_context(token)
+@contextlib.contextmanager
+def _clients_active(clients: SharedClients) -> Iterator[None]:
+    token = activate(clients)
+    try:
+        yield
+    finally:
+        deactivate(token)
 
 
 def _direct_peer(environ: WSGIEnvironment) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,7 +31,10 @@ from starlette.websockets import WebSocket
 from aigw_middleware import current_context, get_async_client, get_client
 from aigw_middleware.asgi import AIGatewayMiddleware, _joined
 from aigw_middleware.config import GatewayConfig
+from aigw_middleware.context import AsyncBoundIterator
 from aigw_middleware.testing import FakeGateway
+
+from .disconnect import serve_to_a_client_that_leaves
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -431,3 +434,28 @@ def test_repeated_headers_are_joined_like_django() -> None:
     assert _joined([]) is None
     assert _joined(["a"]) == "a"
     assert _joined(["a", "b"]) == "a, b"
+
+
+async def test_a_streamed_body_wrapped_in_async_bound_iterator_cleans_up_bound_on_disconnect(
+    gateway_config: GatewayConfig,
+) -> None:
+    cleanup: list[str | None] = []
+
+    async def endless(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"part\n"
+            finally:
+                context = current_context()
+                cleanup.append(context.request_id if context else None)
+
+        return StreamingResponse(AsyncBoundIterator(body(), current_context()))
+
+    app = Starlette(
+        routes=[Route("/endless", endless)],
+        middleware=[Middleware(AIGatewayMiddleware, config=gateway_config)],
+    )
+    await serve_to_a_client_that_leaves(app, "/endless", "req-gone")
+
+    assert cleanup == ["req-gone"]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from aigw_middleware import CorrelationContext, bind_context, current_context
 from aigw_middleware.context import (
+    AsyncBoundIterator,
+    BoundIterator,
     ContextThreadPoolExecutor,
     _is_valid_label,
     _is_valid_request_id,
@@ -186,3 +191,103 @@ def test_safe_context_keeps_a_valid_context_and_mends_an_invalid_one() -> None:
     assert _is_valid_request_id(mended.request_id)
     with_user = CorrelationContext("r1", user="u-42", session="chat-7")
     assert _safe_context(with_user) is with_user
+
+
+def _request_id() -> str | None:
+    context = current_context()
+    return context.request_id if context else None
+
+
+CONTEXT = CorrelationContext("req-body")
+
+
+def test_bound_iterator_binds_each_step_and_close_and_nothing_between() -> None:
+    seen: list[str | None] = []
+
+    def body() -> Iterator[int]:
+        try:
+            for n in range(10):
+                seen.append(_request_id())
+                yield n
+        finally:
+            seen.append(_request_id())
+
+    parts = BoundIterator(body(), CONTEXT)
+    assert [next(parts), next(parts)] == [0, 1]
+    assert current_context() is None
+    parts.close()
+
+    assert seen == ["req-body", "req-body", "req-body"]
+    assert current_context() is None
+
+
+def test_bound_iterator_closes_a_body_that_was_never_iterated() -> None:
+    closed: list[str | None] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"x"])
+
+        def close(self) -> None:
+            closed.append(_request_id())
+
+    BoundIterator(Body(), CONTEXT).close()
+
+    assert closed == ["req-body"]
+
+
+def test_bound_iterator_binds_other_variables_next_to_the_context() -> None:
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("other", default="unset")
+
+    @contextmanager
+    def other_set() -> Iterator[None]:
+        token = variable.set("set")
+        try:
+            yield
+        finally:
+            variable.reset(token)
+
+    parts = BoundIterator((variable.get() for _ in range(2)), CONTEXT, other_set)
+
+    assert list(parts) == ["set", "set"]
+    assert variable.get() == "unset"
+
+
+async def test_async_bound_iterator_binds_each_step_and_aclose() -> None:
+    seen: list[str | None] = []
+
+    async def body() -> AsyncIterator[int]:
+        try:
+            for n in range(10):
+                seen.append(_request_id())
+                yield n
+        finally:
+            seen.append(_request_id())
+
+    parts = AsyncBoundIterator(body(), CONTEXT)
+    assert await anext(parts) == 0
+    assert current_context() is None
+    await parts.aclose()
+
+    assert seen == ["req-body", "req-body"]
+
+
+async def test_an_abandoned_async_body_is_closed_bound_when_its_task_ends() -> None:
+    cleanup: list[str | None] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+        finally:
+            cleanup.append(_request_id())
+
+    async def serve_one_part_then_give_up() -> None:
+        parts = AsyncBoundIterator(body(), CONTEXT)
+        await anext(parts)
+
+    await asyncio.create_task(serve_one_part_then_give_up())
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    assert cleanup == ["req-body"]

@@ -6,12 +6,17 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+import wsgiref.util
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, RequestFactory
 
@@ -20,6 +25,9 @@ from aigw_middleware.context import current_context
 from aigw_middleware.django import AIGatewayMiddleware, request_context
 from aigw_middleware.errors import ConfigurationError
 from aigw_middleware.testing import FakeGateway
+
+from .disconnect import serve_to_a_client_that_leaves
+from .djangoapp import views
 
 VIEWS = ["/plain/", "/plain-async/", "/stream/", "/stream-async/"]
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -132,6 +140,45 @@ async def test_async_streamed_body_leaves_nothing_bound_between_steps(
     assert await anext(parts) == b"req-steps\n"
     assert current_context() is None
     await parts.aclose()
+
+
+@pytest.fixture
+def cleanups() -> Iterator[list[str | None]]:
+    """What the endless views' cleanup saw bound; served without Django's test client, whose
+    wrappers close the body themselves, and without the database check that ends a request."""
+    views.cleanups.clear()
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield views.cleanups
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+    views.cleanups.clear()
+
+
+def test_sync_body_cleanup_runs_bound_when_the_client_disconnects(
+    aigw: Callable[..., None], cleanups: list[str | None]
+) -> None:
+    environ: dict[str, Any] = {"PATH_INFO": "/endless/", "HTTP_X_AI_REQUEST_ID": "req-gone"}
+    wsgiref.util.setup_testing_defaults(environ)
+    body = WSGIHandler()(environ, lambda status, headers, exc_info=None: lambda data: None)
+    assert next(iter(body)) == b"req-gone\n"
+
+    body.close()  # what a WSGI server does when the client goes away mid-stream
+
+    assert cleanups == ["req-gone"]
+    assert current_context() is None
+
+
+@conversion_warning
+@pytest.mark.parametrize("path", ["/endless-async/", "/endless/"])
+async def test_body_cleanup_runs_bound_when_the_client_disconnects_under_asgi(
+    aigw: Callable[..., None], cleanups: list[str | None], path: str
+) -> None:
+    sent = await serve_to_a_client_that_leaves(ASGIHandler(), path, "req-gone")
+
+    assert sent[0]["type"] == "http.response.start"
+    assert cleanups == ["req-gone"]
+    assert current_context() is None
 
 
 def test_missing_request_id_is_generated_and_echoed(

@@ -63,6 +63,8 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "aigw_middleware.config": ["ApiKeyResolver", "GatewayConfig", "TenantResolver"],
     "aigw_middleware.context": [
+        "AsyncBoundIterator",
+        "BoundIterator",
         "ContextThreadPoolExecutor",
         "CorrelationContext",
         "bind_context",

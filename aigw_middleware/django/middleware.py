@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -12,7 +12,14 @@ from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from ..config import GatewayConfig
-from ..context import CorrelationContext, _reset_context, _set_context
+from ..context import (
+    AsyncBoundIterator,
+    BoundIterator,
+    CorrelationContext,
+    _bound_to,
+    _reset_context,
+    _set_context,
+)
 from ..inbound import InboundPolicy
 from .conf import _conf
 
@@ -102,40 +109,28 @@ def _finish(
         response[config.request_id_header] = context.request_id
     # A FileResponse never calls the gateway, and wrapping it would lose wsgi.file_wrapper.
     if isinstance(response, StreamingHttpResponse) and not isinstance(response, FileResponse):
-        content = response.streaming_content
-        response.streaming_content = (
-            _bound_async(cast(AsyncIterator[bytes], content), context)
-            if response.is_async
-            else _bound(cast(Iterator[bytes], content), context)
-        )
+        _bind_body(response, context)
     return response
 
 
-def _bound(parts: Iterable[bytes], context: CorrelationContext) -> Iterator[bytes]:
-    """``parts`` with ``context`` bound around each step, and unbound between steps."""
-    iterator = iter(parts)
-    while True:
-        token = _set_context(context)
-        try:
-            part = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            _reset_context(token)
-        yield part
+def _bind_body(response: StreamingHttpResponse, context: CorrelationContext) -> None:
+    """Bind ``context`` around each step of a streamed body and around its cleanup."""
+    if response.is_async:
+        # streaming_content is a new wrapper on each read that never closes the view's iterator;
+        # wrap the view's own, so that its cleanup runs bound when the body is closed or dropped.
+        view_iterator = getattr(response, "_iterator", None) or response.streaming_content
+        response.streaming_content = AsyncBoundIterator(
+            cast(AsyncIterator[bytes], view_iterator), context
+        )
+        return
+    content = response.streaming_content
+    response.streaming_content = BoundIterator(cast(Iterator[bytes], content), context)
+    # The server's close() (also when the client went away mid-stream) closes the view's
+    # iterator, which Django registered when the view built the response: run it bound.
+    close = response.close
 
+    def close_bound() -> None:
+        with _bound_to(context):
+            close()
 
-async def _bound_async(
-    parts: AsyncIterable[bytes], context: CorrelationContext
-) -> AsyncIterator[bytes]:
-    """The async :func:`_bound`."""
-    iterator = aiter(parts)
-    while True:
-        token = _set_context(context)
-        try:
-            part = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        finally:
-            _reset_context(token)
-        yield part
+    response.close = close_bound  # type: ignore[method-assign]

@@ -12,6 +12,8 @@ urlpatterns = [
     path("no-gateway/", views.no_gateway),
     path("stream/", views.stream),
     path("stream-async/", views.stream_async),
+    path("endless/", views.endless),
+    path("endless-async/", views.endless_async),
     path("boom/", views.boom),
     path("boom-async/", views.boom_async),
 ]

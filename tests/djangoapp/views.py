@@ -76,6 +76,37 @@ async def stream_async(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body(), content_type="text/plain")
 
 
+#: What the endless views' cleanup (the ``finally`` of their body) saw bound, in order.
+cleanups: list[str | None] = []
+
+
+def _cleanup_saw() -> None:
+    context = current_context()
+    cleanups.append(context.request_id if context else None)
+
+
+def endless(request: HttpRequest) -> StreamingHttpResponse:
+    def body() -> Iterator[bytes]:
+        try:
+            for _ in range(1000):
+                yield step_line()
+        finally:
+            _cleanup_saw()
+
+    return StreamingHttpResponse(body(), content_type="text/plain")
+
+
+async def endless_async(request: HttpRequest) -> StreamingHttpResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            for _ in range(1000):
+                yield step_line()
+        finally:
+            _cleanup_saw()
+
+    return StreamingHttpResponse(body(), content_type="text/plain")
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the view failed")
 
