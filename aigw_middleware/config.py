@@ -17,11 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from . import _parsers as parse
 from ._parsers import ApiKeyResolver, TenantResolver
-from .errors import ConfigurationError
+from .errors import ConfigurationError, _mask_url_credentials
 from .profiles import _get_profile
 
 __all__ = ["ApiKeyResolver", "GatewayConfig", "TenantResolver"]
@@ -237,8 +235,8 @@ class GatewayConfig:
                 shown.append("api_key='***'")
             elif f.name == "extra_headers":
                 shown.append(f"extra_headers={ {k: '***' for k in value}!r}")
-            elif f.name == "proxy" and value is not None:
-                shown.append(f"proxy={_without_userinfo(value)!r}")
+            elif f.name in _URL_FIELDS:
+                shown.append(f"{f.name}={_masked_urls(value)!r}")
             else:
                 shown.append(f"{f.name}={value!r}")
         return f"GatewayConfig({', '.join(shown)})"
@@ -314,9 +312,13 @@ def _check_names(changes: Mapping[str, Any]) -> None:
             )
 
 
-def _without_userinfo(url: str) -> str:
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+_URL_FIELDS = frozenset({"base_url", "proxy", "propagate_to"})
+
+
+def _masked_urls(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+    if isinstance(value, str):
+        return _mask_url_credentials(value)
+    return None if value is None else tuple(_mask_url_credentials(url) for url in value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,19 +46,36 @@ class _PicklableError(Exception):
 
 
 class ConfigurationError(ValueError, _PicklableError):
-    """A setting is invalid or missing. Names the setting's key and the bad value."""
+    """A setting is invalid or missing. Names the setting's key and the bad value.
+
+    Secrets never show: the value of a key setting is ``'***'``, and the user and password of
+    any URL in the value or the reason are masked (also in ``value``).
+    """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
         self.key = key
-        self.value = value
-        self.reason = reason
-        super().__init__(f"{key}={_shown(key, value)}: {reason}")
+        self.value = "***" if "KEY" in key.upper() and value else _masked(value)
+        self.reason = _mask_url_credentials(reason)
+        super().__init__(f"{key}={repr(self.value)[:120]}: {self.reason}")
 
 
-def _shown(key: str, value: object) -> str:
-    if "KEY" in key.upper() and value:
-        return "'***'"
-    return repr(value)[:120]
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def _mask_url_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it shown as ``***``.
+
+    ``https://user:secret@gw.example/ai`` becomes ``https://***@gw.example/ai``.
+    """
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def _masked(value: object) -> object:
+    if isinstance(value, str):
+        return _mask_url_credentials(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_masked(item) for item in value)
+    return value
 
 
 class GatewayError(_PicklableError):

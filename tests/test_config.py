@@ -198,6 +198,55 @@ def test_repr_never_shows_secrets() -> None:
     assert "x-portkey-api-key" in text
 
 
+def test_repr_masks_credentials_in_every_url() -> None:
+    config = GatewayConfig(
+        base_url="https://gwuser:hunter2@gw.example/ai",
+        proxy="http://proxyuser:pa55word@proxy.local:3128",
+        propagate_to=["https://svc:s3cret@other.example/x"],
+    )
+
+    text = repr(config)
+
+    for secret in ("hunter2", "pa55word", "s3cret", "gwuser", "proxyuser"):
+        assert secret not in text
+    assert "base_url='https://***@gw.example/ai'" in text
+    assert "proxy='http://***@proxy.local:3128'" in text
+    assert "propagate_to=('https://***@other.example/x',)" in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"AIGW_PROXY": "ftp://user:pa55word@proxy.local"}, "AIGW_PROXY"),
+        ({"AIGW_PROXY": "http://user:pa55word@proxy.local/?q=1"}, "AIGW_PROXY"),
+        ({"AIGW_BASE_URL": "https://user:pa55word@gw.example/ai#frag"}, "AIGW_BASE_URL"),
+        ({"AIGW_BASE_URL": "https://user:pa55word@[::1/ai"}, "AIGW_BASE_URL"),
+        (
+            {"AIGW_BASE_URL": "https://user:pa55word" + "x" * 200 + "@gw.example/?q=1"},
+            "AIGW_BASE_URL",
+        ),
+        ({"AIGW_BASE_URL": "https://user:p@55word@gw.example/ai?x"}, "AIGW_BASE_URL"),
+    ],
+)
+def test_configuration_errors_mask_credentials_in_urls(settings: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig.from_env(settings)
+
+    error = caught.value
+    assert error.key == key
+    for shown in (str(error), repr(error), repr(error.value)):
+        assert "55word" not in shown
+        assert "user" not in shown
+
+
+def test_a_bad_propagate_to_url_is_masked_in_the_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig(propagate_to=["https://svc:s3cret@other.example/x?q"])
+
+    assert "s3cret" not in str(caught.value)
+    assert "***@other.example" in str(caught.value)
+
+
 def test_configuration_error_hides_api_key_values() -> None:
     with pytest.raises(ConfigurationError) as caught:
         GatewayConfig.from_env({"AIGW_API_KEY": "sk-SECRET\nmore"})
