@@ -17,7 +17,7 @@ import httpx
 
 from .context import CorrelationContext
 from .errors import ConfigurationError
-from .profiles import _PROFILES
+from .profiles import _PROFILES, _CorrelationNames
 
 #: ``(request) -> (tenant, team)``, a mapping with any of the keys ``tenant``, ``team``,
 #: ``user``, ``session``, or None.
@@ -202,5 +202,33 @@ def extra_headers(key: str, raw: object) -> Mapping[str, str]:
         header_name(key, name)
         if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
             raise ConfigurationError(key, name, "header values must be single-line strings")
+        not_correlation(key, name, _CORRELATION_HEADERS)
         out[name] = value
     return out
+
+
+def _correlation_headers() -> dict[str, str]:
+    """Every header that carries correlation, by lower-case name: what sets it."""
+    names = {
+        name.lower(): "a generic correlation header" for name, _ in _CorrelationNames().pairs()
+    }
+    for profile in _PROFILES.values():
+        for name in profile.native_names:
+            names.setdefault(name.lower(), f"a header of the {profile.name!r} header profile")
+    return names
+
+
+_CORRELATION_HEADERS = _correlation_headers()
+
+
+def not_correlation(key: str, name: str, reserved: Mapping[str, str]) -> None:
+    """Refuse ``name`` as a static header when it is one of ``reserved`` (lower-case names)."""
+    # A static value would pin one identity on every call, whatever request made it.
+    source = reserved.get(name.lower())
+    if source is not None:
+        raise ConfigurationError(
+            key,
+            name,
+            f"{name} is a correlation header ({source}); the library sets it on each call "
+            "from the bound context, so it cannot be one of the extra_headers",
+        )

@@ -204,7 +204,8 @@ class GatewayConfig:
         parse=parse.extra_headers,
         check_id="aigw.E019",
         env=True,
-        help="static headers for every gateway call (a JSON object in the environment)",
+        help="static headers for every gateway call (a JSON object in the environment); "
+        "never a correlation header",
     )
     api_key_resolver: ApiKeyResolver | None = _setting(  # noqa: RUF009 (a field, as the others)
         None,
@@ -221,11 +222,25 @@ class GatewayConfig:
             if parsed is not value:
                 object.__setattr__(self, f.name, parsed)
         try:
-            _get_profile(self.header_profile, self.profile_options)
+            profile = _get_profile(self.header_profile, self.profile_options)
         except ValueError as exc:
             raise ConfigurationError(
                 "profile_options", dict(self.profile_options), str(exc)
             ) from None
+        reserved = {
+            name.lower(): f"the configured {field_name}"
+            for field_name, name in (
+                ("request_id_header", self.request_id_header),
+                ("tenant_header", self.tenant_header),
+                ("team_header", self.team_header),
+                ("user_header", self.user_header),
+                ("session_header", self.session_header),
+            )
+        }
+        for name in profile.native_names:
+            reserved.setdefault(name.lower(), f"a header of the {profile.name!r} header profile")
+        for name in self.extra_headers:
+            parse.not_correlation("extra_headers", name, reserved)
 
     def __repr__(self) -> str:
         shown = []

@@ -247,6 +247,69 @@ def test_a_bad_propagate_to_url_is_masked_in_the_error() -> None:
     assert "***@other.example" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-AI-Request-Id",
+        "x-ai-tenant",
+        "X-AI-TEAM",
+        "X-AI-User",
+        "X-AI-Session",
+        "Helicone-Property-Tenant",
+        "Helicone-User-Id",
+        "x-portkey-metadata",
+        "x-portkey-trace-id",
+        "x-litellm-trace-id",
+        "x-litellm-spend-logs-metadata",
+        "cf-aig-metadata",
+    ],
+)
+def test_extra_headers_may_not_set_a_correlation_header(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="correlation header") as caught:
+        GatewayConfig(extra_headers={name: "acme"})
+
+    assert caught.value.key == "extra_headers"
+    assert name in str(caught.value)
+
+
+def test_extra_headers_may_not_set_a_renamed_correlation_header() -> None:
+    with pytest.raises(
+        ConfigurationError, match="x-org is a correlation header .the configured tenant_header"
+    ):
+        GatewayConfig(tenant_header="X-Org", extra_headers={"x-org": "acme"})
+
+
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"user_header": "X-End-User"}, "x-end-user"),
+        ({"session_header": "X-Conversation"}, "X-Conversation"),
+        ({"header_profile": "envoy", "profile_options": {"tenant_header": "x-org-id"}}, "X-Org-Id"),
+    ],
+)
+def test_extra_headers_may_not_set_a_configured_user_session_or_profile_header(
+    settings: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="is a correlation header") as caught:
+        GatewayConfig(**settings, extra_headers={name: "pinned"})
+    assert name in str(caught.value)
+
+
+def test_a_correlation_header_in_extra_headers_is_named_by_its_setting_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig.from_env({"AIGW_EXTRA_HEADERS": '{"X-AI-Tenant": "acme"}'})
+    assert caught.value.key == "AIGW_EXTRA_HEADERS"
+
+    with pytest.raises(ConfigurationError) as caught:
+        GatewayConfig.from_mapping({"AIGW_EXTRA_HEADERS": {"x-portkey-metadata": "{}"}}, "AIGW_")
+    assert caught.value.key == "AIGW_EXTRA_HEADERS"
+
+
+def test_other_extra_headers_are_accepted() -> None:
+    headers = {"x-portkey-api-key": "pk-1", "x-portkey-config": "cfg", "X-Custom": "1"}
+    assert GatewayConfig(extra_headers=headers).extra_headers == headers
+
+
 def test_configuration_error_hides_api_key_values() -> None:
     with pytest.raises(ConfigurationError) as caught:
         GatewayConfig.from_env({"AIGW_API_KEY": "sk-SECRET\nmore"})
