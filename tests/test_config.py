@@ -273,10 +273,10 @@ def test_extra_headers_may_not_set_a_correlation_header(name: str) -> None:
 
 
 def test_extra_headers_may_not_set_a_renamed_correlation_header() -> None:
-    with pytest.raises(
-        ConfigurationError, match="x-org is a correlation header .the configured tenant_header"
-    ):
+    with pytest.raises(ConfigurationError) as caught:
         GatewayConfig(tenant_header="X-Org", extra_headers={"x-org": "acme"})
+
+    assert "x-org is a correlation header (the configured tenant_header)" in str(caught.value)
 
 
 @pytest.mark.parametrize(
