@@ -11,6 +11,11 @@ from aigw_middleware.config import GatewayConfig
 from aigw_middleware.context import current_context
 from aigw_middleware.testing import FakeGateway
 
+from .fake_secrets import FAKE_API_KEY
+
+#: The session-wide secrets check (see its module), and pytester, which tests it.
+pytest_plugins = ["tests.secrets_check", "pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _no_context_left_bound() -> Iterator[None]:
@@ -23,7 +28,7 @@ def _no_context_left_bound() -> Iterator[None]:
 @pytest.fixture
 def gateway_config(fake_gateway: FakeGateway) -> GatewayConfig:
     """A config pointing at the test's FakeGateway, with fast retries and no environment."""
-    return GatewayConfig.from_env({}, base_url=fake_gateway.base_url, api_key="sk-test-secret")
+    return GatewayConfig.from_env({}, base_url=fake_gateway.base_url, api_key=FAKE_API_KEY)
 
 
 @pytest.fixture

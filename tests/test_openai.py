@@ -22,6 +22,8 @@ from aigw_middleware.openai import PLACEHOLDER_API_KEY, AsyncOpenAI, OpenAI
 from aigw_middleware.testing import FakeGateway
 from aigw_middleware.transport import CorrelationTransport
 
+from .fake_secrets import FAKE_API_KEY
+
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])
 # The HTTP package this SDK generation builds on, found independently of the code under test.
 HTTP = importlib.import_module("httpx2" if OPENAI_MAJOR >= 3 else "httpx")
@@ -202,12 +204,12 @@ def test_base_url_api_key_timeout_and_max_retries_come_from_the_active_config(
     client = OpenAI()
 
     assert str(client.base_url).rstrip("/") == fake_gateway.base_url
-    assert client.api_key == "sk-test-secret"
+    assert client.api_key == FAKE_API_KEY
     assert client.max_retries == shared_config.max_retries
     assert client.timeout.read == shared_config.timeout
     assert client.timeout.connect == 5.0
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert fake_gateway.requests[0].headers["authorization"] == "Bearer sk-test-secret"
+    assert fake_gateway.requests[0].headers["authorization"] == f"Bearer {FAKE_API_KEY}"
     client.close()
 
 
