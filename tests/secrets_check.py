@@ -54,18 +54,26 @@ class Figures:
 figures = Figures()
 
 
+#: The attributes every log record has; anything else came through ``extra=``.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class _ScanningHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=1)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         figures.records += 1
         try:
-            line = self.format(record)
-        except Exception:  # a record that cannot be formatted still has its attributes scanned
-            line = f"{record.msg!r} {record.args!r}"
-        figures.scan(f"{line} {record.__dict__!r}", f"log record on {record.name!r}")
+            parts = [record.getMessage()]
+        except Exception:  # a record that cannot be formatted still has its parts scanned
+            parts = [repr(record.msg), repr(record.args)]
+        if record.exc_info:
+            parts.append(logging.Formatter().formatException(record.exc_info))
+        parts.extend(
+            f"{key}={value!r}" for key, value in vars(record).items() if key not in _STANDARD
+        )
+        figures.scan(" ".join(parts), f"log record on {record.name!r}")
 
 
 def _scanned_on_init(cls: type[Any], count: Callable[[], None], what: str) -> None:

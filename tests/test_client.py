@@ -36,6 +36,8 @@ from aigw_middleware.context import CorrelationContext
 from aigw_middleware.errors import InvalidRequestError
 from aigw_middleware.testing import FakeGateway
 
+from .fake_secrets import FAKE_API_KEY
+
 HI = [{"role": "user", "content": "hi there"}]
 
 
@@ -503,8 +505,8 @@ def test_the_api_key_resolver_picks_each_calls_key_and_none_falls_back_to_api_ke
     assert [authorization(fake_gateway, i) for i in range(4)] == [
         "Bearer sk-acme-virtual-key",
         "Bearer sk-globex-virtual-key",
-        "Bearer sk-test-secret",
-        "Bearer sk-test-secret",
+        f"Bearer {FAKE_API_KEY}",
+        f"Bearer {FAKE_API_KEY}",
     ]
     assert "virtual-key" not in caplog.text
     assert "virtual-key" not in repr(config)

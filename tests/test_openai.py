@@ -359,7 +359,11 @@ def test_the_api_key_resolver_picks_each_calls_key(
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     client.models.list()
     keys = [request.headers["authorization"] for request in fake_gateway.requests]
-    assert keys == ["Bearer sk-acme-virtual-key", "Bearer sk-test-secret", "Bearer sk-test-secret"]
+    assert keys == [
+        "Bearer sk-acme-virtual-key",
+        f"Bearer {FAKE_API_KEY}",
+        f"Bearer {FAKE_API_KEY}",
+    ]
     client.close()
 
 
