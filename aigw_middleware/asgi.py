@@ -54,8 +54,9 @@ class AIGatewayMiddleware:
     ``scope["user"]``.
     """
 
+    # `app` is not positional-only: Starlette before 0.42 passes it as a keyword.
     def __init__(
-        self, app: _ASGIApp, /, config: GatewayConfig | None = None, **overrides: Any
+        self, app: _ASGIApp, config: GatewayConfig | None = None, **overrides: Any
     ) -> None:
         self.app = app
         try:

@@ -34,7 +34,11 @@ REQUEST_ID = "web-req-0001"
 TIMEOUT = 10.0
 POLL = 0.02  # seconds between result checks; Celery polls every 0.5 s by default
 
-app = Celery("test_celery", set_as_current=False)
+# The apps of this module have no fix-ups: pytest-django sets DJANGO_SETTINGS_MODULE, which would
+# give each plain app Celery's Django fix-up. Starting the worker would then leave the fix-up's
+# handlers on the global task signals, and before Celery 5.6 they open a database connection on
+# every task signal, which pytest-django refuses in tests without the database.
+app = Celery("test_celery", set_as_current=False, fixups=[])
 app.conf.update(
     broker_url="memory://",
     result_backend="cache+memory://",
@@ -113,7 +117,7 @@ def received(gw: FakeGateway, index: int = -1) -> tuple[str | None, str | None, 
 
 def published_headers(send: Any) -> dict[str, Any]:
     """The headers of the message that ``send()`` publishes, read back from a private broker."""
-    private = Celery("test_celery_publish", set_as_current=False)
+    private = Celery("test_celery_publish", set_as_current=False, fixups=[])
     private.conf.update(broker_url="memory://", task_default_queue="publish-check")
     install(private)
     send(private.task(name="tests.publish_only")(seen.run))
@@ -429,7 +433,7 @@ def test_installing_twice_binds_once_and_leaves_nothing_bound_after_a_task() -> 
 
 
 def test_tasks_of_an_app_that_was_not_installed_run_without_a_context() -> None:
-    other = Celery("test_celery_other", set_as_current=False)
+    other = Celery("test_celery_other", set_as_current=False, fixups=[])
     other_seen = other.task(name="tests.other_seen")(seen.run)
 
     assert seen.apply().get() is not None

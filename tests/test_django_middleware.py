@@ -293,7 +293,7 @@ async def test_resolver_reads_the_logged_in_user_under_async(
 ) -> None:
     aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.tenant_from_user")
     user = await sync_to_async(User.objects.create_user)("bob")
-    await async_client.aforce_login(user)
+    await sync_to_async(async_client.force_login)(user)  # aforce_login: Django 5.0+
 
     await async_client.get("/plain-async/")
 

@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # The editable build prints setuptools notices even with --quiet: show them only on failure.
     if ! out=$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 \
         && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -e . "openai>=3,<4" "pytest>=8.2" "pytest-asyncio>=1.0" 2>&1); then
+            -e . "openai>=3,<4" "pytest>=8.4" "pytest-asyncio>=1.4" 2>&1); then
         echo "$out" >&2
         exit 1
     fi
