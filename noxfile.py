@@ -3,7 +3,8 @@
     .venv/bin/nox -l                          # the sessions
     .venv/bin/nox -s oldest-together          # one session; arguments after `--` go to pytest
 
-Each session runs the unit suite (``tests/`` without ``tests/e2e``) in its own virtualenv under
+Each session runs the unit suite (``tests/`` without ``tests/e2e`` and without the README and
+typing checks, which need the development tools) in its own virtualenv under
 ``.nox/``. A virtualenv is reused as long as its pins, ``pyproject.toml`` and
 ``requirements/test.txt`` are unchanged; newest-together also re-resolves once a day, to pick up
 new releases. Interpreters come from pyenv where it is installed, else from PATH; a session whose
@@ -38,7 +39,14 @@ PACKAGE_WITH_EXTRAS = f".[{','.join(EXTRAS)}]"
 # Shown at the start of each session: what the suite actually ran against.
 REPORTED = ("django", "flask", "werkzeug", "httpx", "openai", "celery", "kombu")
 REPORTED += ("pytest", "pytest-asyncio", "pytest-django", "starlette", "fastapi", "structlog")
-UNIT_SUITE = ("tests", "--ignore=tests/e2e")
+# The README and typing checks run ruff and mypy, development tools of .venv: the main suite runs
+# them, on the development versions.
+UNIT_SUITE = (
+    "tests",
+    "--ignore=tests/e2e",
+    "--ignore=tests/test_readme.py",
+    "--ignore=tests/test_typing.py",
+)
 
 # Pinned with the floors: releases that an old framework needs and does not cap. Flask 2.3's test
 # client reads werkzeug.__version__, which Werkzeug 3.1 removed.
