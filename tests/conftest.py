@@ -37,3 +37,12 @@ def shared_config(gateway_config: GatewayConfig) -> Iterator[GatewayConfig]:
     client_module.configure(gateway_config)
     yield gateway_config
     client_module.configure(None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the reliability suite (tests/reliability) at its long, on-demand scale",
+    )
