@@ -53,7 +53,25 @@ async def stream_async(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body(), content_type="text/plain")
 
 
+def seen_only(request: HttpRequest) -> JsonResponse:
+    """No gateway call: what the view saw."""
+    return JsonResponse(seen())
+
+
+def seen_streamed(request: HttpRequest) -> StreamingHttpResponse:
+    """No gateway call: the request ID bound at each step of a streamed body."""
+
+    def body() -> Iterator[bytes]:
+        for _ in range(3):
+            context = current_context()
+            yield f"{context.request_id if context else '-'}\n".encode()
+
+    return StreamingHttpResponse(body(), content_type="text/plain")
+
+
 urlpatterns = [
+    path("seen/", seen_only),
+    path("seen-stream/", seen_streamed),
     path("plain/", plain),
     path("plain-async/", plain_async),
     path("stream/", stream),

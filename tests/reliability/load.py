@@ -9,6 +9,7 @@ question, and each response must show the same values and the answer to its own 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import secrets
@@ -20,6 +21,9 @@ from typing import Any
 import httpx
 
 from aigw_middleware.testing import FakeGateway, RecordedRequest
+from example_asgi.tenancy import DEMO_TENANTS as ASGI_TENANTS
+from example_django.demo.tenancy import DEMO_USERS
+from example_flask.tenancy import DEMO_TENANTS as FLASK_TENANTS
 
 ANSWER_PREFIX = "Hello from FakeGateway: "
 
@@ -36,6 +40,37 @@ class ExampleApp:
     select: Callable[[str], tuple[dict[str, str], dict[str, str]]]
     #: Views whose gateway call happens after the response (a background task).
     after_response: frozenset[str] = frozenset()
+
+
+# Under gunicorn an async view runs its own event loop per request, with its own client and
+# connection: it costs several times a sync view, so it has a smaller share of the mix there.
+DJANGO_WSGI = ExampleApp(
+    views={"/chat/": 4, "/stream/": 4, "/chat-async/": 1, "/stream-async/": 1},
+    demo=DEMO_USERS,
+    select=lambda user: ({"X-Demo-User": user}, {}),
+)
+DJANGO_ASGI = dataclasses.replace(DJANGO_WSGI, views=dict.fromkeys(DJANGO_WSGI.views, 1))
+FLASK = ExampleApp(
+    views={"/chat": 3, "/stream": 3, "/stream-ctx": 3, "/async": 1},
+    demo=FLASK_TENANTS,
+    select=lambda tenant: ({}, {"tenant": tenant}),
+)
+FASTAPI = ExampleApp(
+    views={"/chat": 1, "/stream": 1, "/openai": 1, "/background": 1},
+    demo=ASGI_TENANTS,
+    select=lambda tenant: ({}, {"tenant": tenant}),
+    after_response=frozenset({"/background"}),
+)
+
+
+def server_env(gateway: FakeGateway) -> dict[str, str]:
+    """The example apps' settings: this gateway, tenant headers trusted from loopback."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "example_django.project.settings",
+        "AIGW_BASE_URL": gateway.base_url,
+        "AIGW_TRUST_TENANT_HEADERS_FROM": "127.0.0.1/32",
+        "AIGW_MAX_RETRIES": "0",
+    }
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import re
+import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,8 +72,17 @@ INJECTIONS = [
     b"../",
 ]
 
-valid_id = st.from_regex(REQUEST_ID, fullmatch=True).map(str.encode)
-valid_label = st.from_regex(LABEL, fullmatch=True).map(str.encode)
+
+def made_of(first: bytes, rest: bytes, max_size: int) -> st.SearchStrategy[bytes]:
+    """Valid values: one character of ``first``, then up to ``max_size - 1`` of ``rest``."""
+    return st.binary(min_size=1, max_size=max_size).map(
+        lambda raw: bytes([first[raw[0] % len(first)], *(rest[b % len(rest)] for b in raw[1:])])
+    )
+
+
+ALNUM = (string.ascii_letters + string.digits).encode()
+valid_id = made_of(ALNUM, ALNUM + b"._:;=@/+-", 128)
+valid_label = made_of(ALNUM, ALNUM + b"._:@-", 64)
 spliced = st.lists(
     st.one_of(valid_id, valid_label, st.sampled_from(INJECTIONS), st.binary(max_size=32)),
     min_size=1,
