@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from aigw_middleware import testing
+from aigw_middleware import _fakeserver
 from aigw_middleware.testing import FakeGateway
 
 _FIGURES = pytest.StashKey[list[tuple[str, dict[str, object]]]]()
@@ -24,17 +24,16 @@ def soak(pytestconfig: pytest.Config) -> bool:
     return bool(pytestconfig.getoption("--soak"))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fake_gateway_serves_load() -> Iterator[None]:
-    """FakeGateway tuned for load, until it is so by itself.
+@pytest.fixture(scope="package", autouse=True)
+def _fake_gateway_without_nagle() -> Iterator[None]:
+    """FakeGateway with Nagle's algorithm off on its connections, until it is so by itself.
 
-    It listens with a backlog of 5 (issue 10, defect 17), so a burst of new connections from a
-    server under load is dropped or reset by the kernel; and it leaves Nagle's algorithm on, so
-    each answer written in two parts waits for the client's delayed ACK (about 40 ms a call).
+    It writes an answer's head and body separately; with Nagle's algorithm on, the body waits
+    for the client's delayed ACK of the head: about 40 ms a call, which would make the load
+    checks measure the kernel's timers rather than the library.
     """
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(testing._Server, "request_queue_size", 1024)
-        patch.setattr(testing._Handler, "disable_nagle_algorithm", True)
+        patch.setattr(_fakeserver._Handler, "disable_nagle_algorithm", True)
         yield
 
 

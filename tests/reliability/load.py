@@ -45,13 +45,13 @@ class ExampleApp:
 # Under gunicorn an async view runs its own event loop per request, with its own client and
 # connection: it costs several times a sync view, so it has a smaller share of the mix there.
 DJANGO_WSGI = ExampleApp(
-    views={"/chat/": 4, "/stream/": 4, "/chat-async/": 1, "/stream-async/": 1},
+    views={"/chat/": 8, "/stream/": 8, "/chat-async/": 1, "/stream-async/": 1},
     demo=DEMO_USERS,
     select=lambda user: ({"X-Demo-User": user}, {}),
 )
 DJANGO_ASGI = dataclasses.replace(DJANGO_WSGI, views=dict.fromkeys(DJANGO_WSGI.views, 1))
 FLASK = ExampleApp(
-    views={"/chat": 3, "/stream": 3, "/stream-ctx": 3, "/async": 1},
+    views={"/chat": 6, "/stream": 6, "/stream-ctx": 6, "/async": 1},
     demo=FLASK_TENANTS,
     select=lambda tenant: ({}, {"tenant": tenant}),
 )
