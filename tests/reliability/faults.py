@@ -63,12 +63,12 @@ COMPLETION = (
 )
 
 
-def config_for(base_url: str, **overrides: Any) -> GatewayConfig:
+def config_for(base_url: str | None = None, **overrides: Any) -> GatewayConfig:
     settings: dict[str, Any] = {"base_url": base_url, "api_key": SECRET, "max_retries": 2}
     return GatewayConfig.from_env({}, **{**settings, **overrides})
 
 
-def chat(base_url: str, **overrides: Any) -> Observed:
+def chat(base_url: str | None = None, **overrides: Any) -> Observed:
     """One chat completion with REQUEST_ID bound, through a client closed afterwards."""
     with (
         GatewayClient(config_for(base_url, **overrides)) as client,
@@ -77,7 +77,7 @@ def chat(base_url: str, **overrides: Any) -> Observed:
         return observe(lambda: client.chat.completions.create(model="m", messages=MESSAGES))
 
 
-def stream(base_url: str, **overrides: Any) -> tuple[list[str], Observed]:
+def stream(base_url: str | None = None, **overrides: Any) -> tuple[list[str], Observed]:
     """A streamed chat completion: the deltas received, and how the iteration ended."""
     deltas: list[str] = []
 

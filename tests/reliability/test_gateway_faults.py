@@ -10,6 +10,7 @@ higher.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,8 @@ from aigw_middleware import (
     bind_context,
 )
 from aigw_middleware.testing import FakeGateway
+from tests.e2e.portkey import PortkeyMissing, running_portkey, upstream_headers
+from tests.e2e.servers import ServerProcess
 
 from .conftest import Figures
 from .faults import FAST_RETRY, MESSAGES, REQUEST_ID, chat, config_for, ids_at, record, stream
@@ -194,3 +197,91 @@ def test_a_redirect_to_another_host_is_not_followed(
     assert isinstance(observed.error, GatewayStatusError)
     assert (observed.error.status, observed.attempts) == (307, 1)
     assert other_host.requests == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The same faults behind the real Portkey gateway (upstream: the FakeGateway)
+
+
+@pytest.fixture(scope="module")
+def portkey() -> Iterator[ServerProcess]:
+    try:
+        with running_portkey() as server:
+            yield server
+    except PortkeyMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def through(portkey: ServerProcess, upstream: FakeGateway) -> dict[str, Any]:
+    """Config overrides for calls to Portkey, which sends them on to ``upstream``."""
+    return {
+        "base_url": f"{portkey.base_url}/v1",
+        "header_profile": "portkey",
+        "extra_headers": upstream_headers(upstream.base_url),
+        "disable_proxy": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "max_retries", "bound"),
+    [({"Retry-After": "0"}, 2, 3.0), ({}, 1, 3.0)],
+    ids=["with-retry-after", "without-retry-after"],
+)
+def test_portkey_passes_an_upstream_429_on_and_it_is_retried_then_raised(
+    portkey: ServerProcess,
+    gateway: FakeGateway,
+    figures: Figures,
+    retry_after: dict[str, str],
+    max_retries: int,
+    bound: float,
+) -> None:
+    gateway.queue_response(429, headers=retry_after, times=3)
+
+    observed = chat(**through(portkey, gateway), max_retries=max_retries)
+
+    record(
+        figures,
+        f"Portkey: upstream 429 {'with' if retry_after else 'without'} Retry-After",
+        observed,
+    )
+    assert isinstance(observed.error, RateLimitError)
+    assert (observed.attempts, observed.error.request_id) == (max_retries + 1, REQUEST_ID)
+    assert observed.seconds < bound
+    assert ids_at(gateway) == [REQUEST_ID] * (max_retries + 1)
+
+
+def test_portkey_with_an_upstream_5xx_burst_ends_in_the_answer(
+    portkey: ServerProcess, gateway: FakeGateway, figures: Figures
+) -> None:
+    gateway.queue_response(503, headers=FAST_RETRY, times=2)
+
+    observed = chat(**through(portkey, gateway))
+
+    record(figures, "Portkey: upstream 5xx burst, then the answer", observed)
+    assert observed.error is None
+    assert observed.result.content.startswith("Hello from FakeGateway")
+    assert ids_at(gateway) == [REQUEST_ID] * 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "queued"),
+    [
+        ("upstream drops the connection", {"drop": True}),
+        ("upstream 500 nested 100,000 deep", {"status": 500, "body": "[" * 100_000}),
+    ],
+)
+def test_portkey_turns_a_broken_upstream_into_an_upstream_error(
+    portkey: ServerProcess,
+    gateway: FakeGateway,
+    figures: Figures,
+    fault: str,
+    queued: dict[str, Any],
+) -> None:
+    gateway.queue_response(**queued, times=3)
+
+    observed = chat(**through(portkey, gateway), max_retries=1)
+
+    record(figures, f"Portkey: {fault}", observed)
+    assert isinstance(observed.error, UpstreamError)
+    assert (observed.attempts, observed.error.request_id) == (2, REQUEST_ID)
+    assert observed.seconds < 3.0

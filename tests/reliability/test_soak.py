@@ -17,6 +17,7 @@ import time
 import weakref
 from typing import Any
 
+import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import RequestFactory, override_settings
 
@@ -201,3 +202,44 @@ def test_outbound_calls_on_threads_and_short_lived_loops_leave_nothing_behind(
     assert (loops_left, async_clients_left) == (0, 0)
     assert growth < MAX_GROWTH
     assert current_context() is None
+
+
+# A loop closed without shutting its transports down leaves their sockets to the collector,
+# which warns about each: the loop runner's leak, not the library's.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_event_loop_closed_without_shutdown_asyncgens_keeps_no_client(
+    figures: Figures,
+) -> None:
+    """The per-loop clients belong to their loop: neither keeps the other alive."""
+
+    async def call() -> weakref.ref[AsyncGatewayClient]:
+        client = get_async_client()
+        await client.models.list()
+        return weakref.ref(client)
+
+    refs = []
+    with FakeGateway() as gateway:
+        client_module.configure(
+            GatewayConfig.from_env({}, base_url=gateway.base_url, max_retries=0)
+        )
+        try:
+            for _ in range(5):
+                loop = asyncio.new_event_loop()
+                client = loop.run_until_complete(call())
+                loop.close()  # no shutdown_asyncgens(), as some loop runners do
+                refs.append((weakref.ref(loop), client))
+                del loop, client
+            gc.collect()
+            loops_left = sum(1 for loop, _ in refs if loop() is not None)
+            clients_left = sum(1 for _, client in refs if client() is not None)
+        finally:
+            client_module.configure(None)
+
+    figures(
+        "soak: event loops closed without shutdown_asyncgens",
+        loops=len(refs),
+        loops_left=loops_left,
+        clients_left=clients_left,
+    )
+    assert (loops_left, clients_left) == (0, 0)
