@@ -1,9 +1,10 @@
 """A load of concurrent requests to an example app, and the check of what the gateway recorded.
 
-Each request gets a random request ID, a random tenant and team (through the app's demo
-resolver, through trusted tenant headers, or none at all) and a question that names it. The
-gateway's record of each call must then carry its originating request's ID, tenant, team and
-question, and each response must show the same values and the answer to its own question.
+Each request gets a random request ID, a random tenant, team and user (through the app's demo
+resolver, through trusted headers, or none at all), a random session on half of them, and a
+question that names it. The gateway's record of each call must then carry its originating
+request's ID, tenant, team, user, session and question, and each response must show the same
+values and the answer to its own question.
 """
 
 from __future__ import annotations
@@ -21,21 +22,23 @@ from typing import Any
 import httpx
 
 from aigw_middleware.testing import FakeGateway, RecordedRequest
-from example_asgi.tenancy import DEMO_TENANTS as ASGI_TENANTS
+from example_asgi import tenancy as asgi_tenancy
 from example_django.demo.tenancy import DEMO_USERS
-from example_flask.tenancy import DEMO_TENANTS as FLASK_TENANTS
+from example_flask import tenancy as flask_tenancy
 
 ANSWER_PREFIX = "Hello from FakeGateway: "
+FIELDS = ("request_id", "tenant", "team", "user", "session")
+Values = tuple[str | None, ...]
 
 
 @dataclass(frozen=True)
 class ExampleApp:
-    """How to drive one example app: its views and how it is told a demo tenant."""
+    """How to drive one example app: its views and how it is told a demo tenant and user."""
 
     #: View paths and their weights in the mix.
     views: Mapping[str, int]
-    #: The demo choices: name -> (tenant, team).
-    demo: Mapping[str, tuple[str, str]]
+    #: The demo choices: name -> {"tenant": ..., "team": ..., "user": ...}.
+    demo: Mapping[str, Mapping[str, str]]
     #: Request headers and query parameters that select the demo choice ``name``.
     select: Callable[[str], tuple[dict[str, str], dict[str, str]]]
     #: Views whose gateway call happens after the response (a background task).
@@ -50,21 +53,37 @@ DJANGO_WSGI = ExampleApp(
     select=lambda user: ({"X-Demo-User": user}, {}),
 )
 DJANGO_ASGI = dataclasses.replace(DJANGO_WSGI, views=dict.fromkeys(DJANGO_WSGI.views, 1))
+
+
+def query_demo(tenancy: Any) -> dict[str, dict[str, str]]:
+    """The demo choices of the Flask and FastAPI examples: ``?tenant=...&user=...``."""
+    return {
+        f"{tenant}/{user}": {**tenancy.DEMO_TENANTS[tenant], "user": user_id}
+        for tenant in tenancy.DEMO_TENANTS
+        for user, user_id in tenancy.DEMO_USER_IDS.items()
+    }
+
+
+def query_select(name: str) -> tuple[dict[str, str], dict[str, str]]:
+    tenant, user = name.split("/")
+    return {}, {"tenant": tenant, "user": user}
+
+
 FLASK = ExampleApp(
     views={"/chat": 6, "/stream": 6, "/stream-ctx": 6, "/async": 1},
-    demo=FLASK_TENANTS,
-    select=lambda tenant: ({}, {"tenant": tenant}),
+    demo=query_demo(flask_tenancy),
+    select=query_select,
 )
 FASTAPI = ExampleApp(
     views={"/chat": 1, "/stream": 1, "/openai": 1, "/background": 1},
-    demo=ASGI_TENANTS,
-    select=lambda tenant: ({}, {"tenant": tenant}),
+    demo=query_demo(asgi_tenancy),
+    select=query_select,
     after_response=frozenset({"/background"}),
 )
 
 
 def server_env(gateway: FakeGateway) -> dict[str, str]:
-    """The example apps' settings: this gateway, tenant headers trusted from loopback."""
+    """The example apps' settings: this gateway, tenant and user headers trusted from loopback."""
     return {
         "DJANGO_SETTINGS_MODULE": "example_django.project.settings",
         "AIGW_BASE_URL": gateway.base_url,
@@ -79,12 +98,18 @@ class Sent:
     view: str
     tenant: str | None
     team: str | None
+    user: str | None
+    session: str | None
     headers: dict[str, str]
     params: dict[str, str]
 
     @property
     def question(self) -> str:
         return f"q-{self.request_id}"
+
+    @property
+    def values(self) -> Values:
+        return (self.request_id, self.tenant, self.team, self.user, self.session)
 
 
 @dataclass
@@ -108,8 +133,8 @@ class Outcome:
 
 
 def plan(app: ExampleApp, count: int, rng: random.Random) -> list[Sent]:
-    """``count`` requests over the app's views: a third each with a demo tenant, trusted
-    tenant headers with random values, and no tenant."""
+    """``count`` requests over the app's views: a third each with a demo tenant and user,
+    trusted headers with random values, and none; half of them in a random session."""
     sent = []
     for _ in range(count):
         request_id = f"rel-{secrets.token_hex(8)}"
@@ -117,16 +142,34 @@ def plan(app: ExampleApp, count: int, rng: random.Random) -> list[Sent]:
         kind = rng.randrange(3)
         headers = {"X-AI-Request-Id": request_id}
         params: dict[str, str] = {}
-        tenant = team = None
+        chosen: Mapping[str, str | None] = {}
         if kind == 0:
             name = rng.choice(sorted(app.demo))
-            tenant, team = app.demo[name]
+            chosen = app.demo[name]
             extra_headers, params = app.select(name)
             headers.update(extra_headers)
         elif kind == 1:
-            tenant, team = f"t-{secrets.token_hex(4)}", f"team-{secrets.token_hex(3)}"
-            headers.update({"X-AI-Tenant": tenant, "X-AI-Team": team})
-        sent.append(Sent(request_id, view, tenant, team, headers, params))
+            chosen = {
+                "tenant": f"t-{secrets.token_hex(4)}",
+                "team": f"team-{secrets.token_hex(3)}",
+                "user": f"u-{secrets.token_hex(6)}",
+            }
+            headers.update({f"X-AI-{key.title()}": str(value) for key, value in chosen.items()})
+        session = f"s-{secrets.token_hex(6)}" if rng.randrange(2) else None
+        if session is not None:
+            headers["X-AI-Session"] = session
+        sent.append(
+            Sent(
+                request_id,
+                view,
+                chosen.get("tenant"),
+                chosen.get("team"),
+                chosen.get("user"),
+                session,
+                headers,
+                params,
+            )
+        )
     return sent
 
 
@@ -173,11 +216,10 @@ def check_response(item: Sent, response: httpx.Response) -> list[str]:
         reports = _reports(response)
     except ValueError as exc:
         return [*problems, f"{where}: unreadable body: {exc}: {response.text[:200]}"]
-    expected = (item.request_id, item.tenant, item.team)
     for report in reports:
-        seen = (report.get("request_id"), report.get("tenant"), report.get("team"))
-        if "request_id" in report and seen != expected:
-            problems.append(f"{where}: view saw {seen}, expected {expected}")
+        seen = tuple(report.get(name) for name in FIELDS)
+        if "request_id" in report and seen != item.values:
+            problems.append(f"{where}: view saw {seen}, expected {item.values}")
         answer = report.get("answer", report.get("text"))
         if answer is not None and answer != ANSWER_PREFIX + item.question:
             problems.append(f"{where}: answer {answer!r} is not for {item.question!r}")
@@ -209,8 +251,8 @@ def check_gateway(
             outcome.mismatches.append(f"gateway call with unknown request ID {request_id!r}")
             continue
         calls[item.request_id] += 1
-        got = (call.headers.get("x-ai-tenant"), call.headers.get("x-ai-team"), _question(call))
-        want = (item.tenant, item.team, item.question)
+        got = (*(call.headers.get(f"x-ai-{name}") for name in FIELDS[1:]), _question(call))
+        want = (*item.values[1:], item.question)
         if got != want:
             outcome.mismatches.append(
                 f"{item.request_id} {item.view}: gateway got {got}, want {want}"
