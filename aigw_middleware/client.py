@@ -30,6 +30,7 @@ from ._shared import configure
 from ._streaming import AsyncChatStream, ChatStream
 from .config import GatewayConfig
 from .context import CorrelationContext
+from .errors import _mask_url_credentials
 from .transport import AsyncCorrelationTransport, CorrelationTransport
 
 __all__ = [
@@ -70,7 +71,9 @@ class _BaseClient:
         return RequestSpec(method, path, json, content, params, headers, timeout)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+        base_url = self.config.base_url
+        shown = None if base_url is None else _mask_url_credentials(base_url)
+        return f"{type(self).__name__}(base_url={shown!r})"
 
 
 class GatewayClient(_BaseClient):

@@ -646,3 +646,14 @@ def test_the_openrouter_profile_fills_user_and_session_id_in_the_body(
     assert (bodies[1]["user"], bodies[1]["session_id"]) == ("caller-set", "chat-7")
     assert "user" not in bodies[2]
     assert "session_id" not in bodies[2]
+
+
+@pytest.mark.parametrize("client_class", [GatewayClient, AsyncGatewayClient])
+def test_the_clients_repr_masks_credentials_in_the_base_url(
+    client_class: type[GatewayClient] | type[AsyncGatewayClient],
+) -> None:
+    client = client_class(base_url="https://user:hunter2@gw.example/ai", api_key="k")
+    shown = repr(client)
+    assert "hunter2" not in shown
+    assert "user" not in shown
+    assert "https://***@gw.example/ai" in shown
