@@ -6,9 +6,8 @@
   (``aigw_request_id``, ``aigw_tenant``, ``aigw_team``, ``aigw_user``, ``aigw_session``); with
   no context bound it adds nothing.
 - ``task_prerun`` binds the context the message carries in the worker, with a fresh request ID
-  when it carries none. Invalid values are replaced (request ID) or dropped (the others) and
-  logged, by the same rules as incoming HTTP requests; header values that are not strings are
-  dropped with one WARNING.
+  when it carries none (``aigw_middleware.propagation.extract``). Invalid values (not strings,
+  too long, outside their rule) are dropped with one WARNING per task.
 - ``task_postrun`` resets it, so the next task on that worker process or thread starts clean;
   ``task_failure``, ``task_retry``, ``task_revoked`` and ``task_internal_error`` reset a binding
   that no ``task_postrun`` will.
@@ -21,10 +20,8 @@ Because a running task has its context bound, the tasks it enqueues carry the sa
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
-from collections.abc import Mapping
 from contextvars import Token
 from typing import Any
 
@@ -37,52 +34,28 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from .context import (
     CorrelationContext,
+    _make_context,
     _reset_context,
-    _safe_context,
     _set_context,
     current_context,
 )
-from .inbound import InboundPolicy
+from .propagation import _KEYS, _carried_values, extract
 
 __all__ = ["install"]
 
 #: Task message headers that carry the context (Celery shows them as ``task.request.<name>``).
-_REQUEST_ID_HEADER = "aigw_request_id"
-_TENANT_HEADER = "aigw_tenant"
-_TEAM_HEADER = "aigw_team"
-_USER_HEADER = "aigw_user"
-_SESSION_HEADER = "aigw_session"
-_HEADERS = (_REQUEST_ID_HEADER, _TENANT_HEADER, _TEAM_HEADER, _USER_HEADER, _SESSION_HEADER)
-
-_logger = logging.getLogger("aigw_middleware")
+_REQUEST_ID_HEADER = _KEYS["request_id"]
+_TENANT_HEADER = _KEYS["tenant"]
+_TEAM_HEADER = _KEYS["team"]
+_USER_HEADER = _KEYS["user"]
+_SESSION_HEADER = _KEYS["session"]
+_HEADERS = tuple(_KEYS.values())
 
 _UID = "aigw_middleware.celery"
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
 # Keyed by thread as well: a retried task can start again under the same ID, in another worker
 # thread, before its first run has reached task_postrun.
 _tokens: dict[tuple[str, int], Token[CorrelationContext | None]] = {}
-
-
-def _message_attribution(headers: Mapping[str, Any]) -> dict[str, str | None]:
-    return {
-        "tenant": headers.get(_TENANT_HEADER),
-        "team": headers.get(_TEAM_HEADER),
-        "user": headers.get(_USER_HEADER),
-    }
-
-
-# The broker is trusted like the app itself (whoever can publish can run any task), so tenant,
-# team and user come from the message the way a resolver supplies them after authentication;
-# the session comes from its header like an incoming HTTP request's.
-_POLICY = InboundPolicy(
-    request_id_headers=(_REQUEST_ID_HEADER,),
-    tenant_header=_TENANT_HEADER,
-    team_header=_TEAM_HEADER,
-    trusted_networks=(),
-    resolver=_message_attribution,
-    user_header=_USER_HEADER,
-    session_header=_SESSION_HEADER,
-)
 
 
 def install(app: Celery) -> None:
@@ -109,20 +82,8 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 def _add_context_headers(headers: dict[str, Any], context: CorrelationContext | None) -> None:
     """What publishing adds to a message: ``context``'s valid values, under headers the caller
     passed to ``apply_async``, which win as on gateway calls."""
-    if context is None:
-        return
-    safe = _safe_context(context)
-    # An invalid bound request ID is not sent: the worker generates its own.
-    fields = (
-        (_REQUEST_ID_HEADER, safe.request_id if safe.request_id == context.request_id else None),
-        (_TENANT_HEADER, safe.tenant),
-        (_TEAM_HEADER, safe.team),
-        (_USER_HEADER, safe.user),
-        (_SESSION_HEADER, safe.session),
-    )
-    for name, value in fields:
-        if value is not None:
-            headers.setdefault(name, value)
+    for name, value in _carried_values(context).items():
+        headers.setdefault(name, value)
 
 
 def _is_ours(task: Any) -> bool:
@@ -139,7 +100,7 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         # An eager task is never published: add here what publishing would have added, so it
         # gets the context a worker would give it (headers passed to apply win over the caller's).
         _add_context_headers(headers, current_context())
-    context = _POLICY.context_for(headers.get, None, headers)
+    context = extract(headers) or _make_context()
     if eager:
         # A worker's retry is published from inside the run and so carries the bound context;
         # an eager retry takes its headers from the request instead.
@@ -149,26 +110,16 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _tokens[(task_id, threading.get_ident())] = _set_context(context)
 
 
-def _message_headers(request: Any) -> dict[str, str]:
-    """Our headers of the running task (Celery puts message headers on ``task.request``).
-
-    Values that are not strings are dropped, with one WARNING naming the headers.
-    """
+def _message_headers(request: Any) -> dict[str, Any]:
+    """Our headers of the running task (Celery puts message headers on ``task.request``)."""
     custom = request.headers if isinstance(request.headers, dict) else {}
-    found: dict[str, str] = {}
-    dropped: list[str] = []
+    found: dict[str, Any] = {}
     for name in _HEADERS:
         value = getattr(request, name, None)
         if value is None:
             value = custom.get(name)
-        if isinstance(value, str):
+        if value is not None:
             found[name] = value
-        elif value is not None:
-            dropped.append(f"{name} ({type(value).__name__})")
-    if dropped:
-        _logger.warning(
-            "aigw: ignored task message headers that are not strings: %s", ", ".join(dropped)
-        )
     return found
 
 

@@ -98,6 +98,7 @@ PUBLIC: dict[str, list[str]] = {
     "aigw_middleware.log": ["CorrelationFilter", "structlog_processor"],
     "aigw_middleware.openai": ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"],
     "aigw_middleware.profiles": [],
+    "aigw_middleware.propagation": ["extract", "inject"],
     "aigw_middleware.retry": [],
     "aigw_middleware.testing": ["FakeGateway", "RecordedRequest", "fake_gateway", "main"],
     "aigw_middleware.transport": ["AsyncCorrelationTransport", "CorrelationTransport"],
