@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _otel
 from ._httpx import timeout_for
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
@@ -96,6 +97,7 @@ class Attempts:
         self.call_deadline = math.inf if total is None else self.started + total
         self.deadline = self.call_deadline  # of the attempt under way
         self._url = spec.path if absolute else spec.path.lstrip("/")
+        self.span: _otel.CallSpan | None = None
         self._headers = self._checked_headers(spec)
         self.idempotent = (
             spec.method.upper() in _IDEMPOTENT_METHODS or IDEMPOTENCY_KEY in self._headers
@@ -118,6 +120,25 @@ class Attempts:
         elif key is None and spec.method.upper() not in _IDEMPOTENT_METHODS:
             headers[IDEMPOTENCY_KEY] = f"aigw-retry-{uuid.uuid4().hex}"
         return headers
+
+    def trace(self) -> None:
+        """Start the call's span (when OpenTelemetry records): current until :meth:`untrace`."""
+        spec = self.spec
+        self.span = _otel.start_call(self.config, spec.method, spec.path, spec.json, self.context)
+
+    def untrace(self, response: httpx.Response | None, error: BaseException | None) -> None:
+        """The call returned ``response`` or raised ``error``: record it; the span of a stream
+        lives on in the response, to end with the stream."""
+        span = self.span
+        if span is None:
+            return
+        _otel.detach(span)
+        if error is not None:
+            _otel.failed(span, error, self.attempt)
+        elif response is not None and self.spec.stream and response.is_success:
+            _otel.streaming(span, response, self.attempt)
+        elif response is not None:
+            _otel.answered(span, response, self.attempt)
 
     def invalid(self, reason: str) -> InvalidRequestError:
         return InvalidRequestError(
@@ -203,6 +224,7 @@ class Attempts:
         note = decision.reason if decision.reason.startswith("Retry-After") else ""
         if decision.retry:
             if self._fits(decision.delay):
+                _otel.retrying(self.span, self.attempt, decision.delay, str(response.status_code))
                 return decision.delay
             note = f"the call deadline of {self.config.call_deadline:g}s leaves no time to retry"
         raise _classify(response.status_code, body)(
@@ -228,6 +250,7 @@ class Attempts:
                 max_retries=self.config.max_retries,
             )
             if decision.retry and self._fits(decision.delay):
+                _otel.retrying(self.span, self.attempt, decision.delay, type(exc).__name__)
                 return decision.delay
         raise connection_error(exc, self.context, self.attempt) from exc
 
@@ -299,25 +322,36 @@ def send(
     Returns the response, the context it was sent with, and the number of attempts.
     """
     call = Attempts(http, config, spec)
-    while True:
-        request = call.next_request()
-        try:
-            response = http.send(request, stream=True)
-            if call.received(response):
-                return response, call.context, call.attempt
+    call.trace()
+    answer: httpx.Response | None = None
+    error: BaseException | None = None
+    try:
+        while True:
+            request = call.next_request()
             try:
-                response.read()
-            except httpx.DecodingError as exc:
-                delay = call.unreadable(response, exc)
-            else:
-                if response.is_success:
+                response = http.send(request, stream=True)
+                if call.received(response):
+                    answer = response
                     return response, call.context, call.attempt
-                delay = call.rejected(response)
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            delay = call.failed(exc)
-        time.sleep(delay)
+                try:
+                    response.read()
+                except httpx.DecodingError as exc:
+                    delay = call.unreadable(response, exc)
+                else:
+                    if response.is_success:
+                        answer = response
+                        return response, call.context, call.attempt
+                    delay = call.rejected(response)
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                delay = call.failed(exc)
+            time.sleep(delay)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        call.untrace(answer, error)
 
 
 async def asend(
@@ -325,29 +359,40 @@ async def asend(
 ) -> tuple[httpx.Response, CorrelationContext, int]:
     """The async :func:`send`; its deadlines are exact, since a pending read can be cancelled."""
     call = Attempts(http, config, spec)
-    while True:
-        request = call.next_request()
-        try:
+    call.trace()
+    answer: httpx.Response | None = None
+    error: BaseException | None = None
+    try:
+        while True:
+            request = call.next_request()
             try:
-                with anyio.fail_after(max(call.remaining(), 0.0)):
-                    response = await http.send(request, stream=True)
-            except TimeoutError:
-                raise call.exceeded(request) from None
-            if call.received(response):
-                return response, call.context, call.attempt
-            try:
-                await response.aread()
-            except httpx.DecodingError as exc:
-                delay = call.unreadable(response, exc)
-            else:
-                if response.is_success:
+                try:
+                    with anyio.fail_after(max(call.remaining(), 0.0)):
+                        response = await http.send(request, stream=True)
+                except TimeoutError:
+                    raise call.exceeded(request) from None
+                if call.received(response):
+                    answer = response
                     return response, call.context, call.attempt
-                delay = call.rejected(response)
-            finally:
-                await response.aclose()
-        except httpx.TransportError as exc:
-            delay = call.failed(exc)
-        await asyncio.sleep(delay)
+                try:
+                    await response.aread()
+                except httpx.DecodingError as exc:
+                    delay = call.unreadable(response, exc)
+                else:
+                    if response.is_success:
+                        answer = response
+                        return response, call.context, call.attempt
+                    delay = call.rejected(response)
+                finally:
+                    await response.aclose()
+            except httpx.TransportError as exc:
+                delay = call.failed(exc)
+            await asyncio.sleep(delay)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        call.untrace(answer, error)
 
 
 def connection_error(

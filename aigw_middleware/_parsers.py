@@ -98,6 +98,12 @@ def boolean(key: str, raw: object) -> bool:
     raise ConfigurationError(key, raw, "must be true or false")
 
 
+def request_id_source(key: str, raw: object) -> str:
+    if isinstance(raw, str) and raw.strip().lower() in ("header", "trace"):
+        return raw.strip().lower()
+    raise ConfigurationError(key, raw, "must be 'header' or 'trace'")
+
+
 def model_prefix(key: str, raw: object) -> str | None:
     text = optional_str(key, raw)
     if text is not None:

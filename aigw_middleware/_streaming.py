@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 import httpx
 
+from . import _otel
 from ._attempts import connection_error
 from ._results import (
     ChatCompletionChunk,
@@ -90,6 +91,7 @@ class _Stream:
         self.provider_request_id = provider_request_id(response)
         self._context = context
         self._attempts = attempts
+        self._span = _otel.stream_span(response)
 
     def _chunk(self, data: str) -> ChatCompletionChunk:
         """The chunk in one event's data; an error event raises as the error it reports, and
@@ -98,14 +100,18 @@ class _Stream:
             event = parse_json(data)
             if not isinstance(event, dict):
                 raise ShapeError("is not an object")
+            if self._span is not None:
+                _otel.record_body(self._span, event)
             if "error" not in event:
                 return checked(ChatCompletionChunk(event), ChatCompletionChunk._FIELDS)
         except ShapeError as exc:
-            raise malformed(
+            error = malformed(
                 self.response, self._context, self._attempts, f"an event in the stream {exc}"
-            ) from None
+            )
+            _otel.failed(self._span, error)
+            raise error from None
         body = _parse_error_body(data.encode())
-        raise _classify(self.response.status_code, body)(
+        status_error = _classify(self.response.status_code, body)(
             self.response.status_code,
             body,
             request_id=self.request_id,
@@ -114,13 +120,19 @@ class _Stream:
             attempts=self._attempts,
             note="(in stream)",
         )
+        _otel.failed(self._span, status_error)
+        raise status_error
 
     def _failed(self, exc: httpx.TransportError | httpx.DecodingError) -> Exception:
+        error: Exception
         if isinstance(exc, httpx.DecodingError):
-            return malformed(
+            error = malformed(
                 self.response, self._context, self._attempts, "the stream does not decode"
             )
-        return connection_error(exc, self._context, self._attempts)
+        else:
+            error = connection_error(exc, self._context, self._attempts)
+        _otel.failed(self._span, error)
+        return error
 
 
 class ChatStream(_Stream):
@@ -137,9 +149,11 @@ class ChatStream(_Stream):
             raise self._failed(exc) from exc
         finally:
             self.response.close()
+            _otel.finish(self._span)
 
     def close(self) -> None:
         self.response.close()
+        _otel.finish(self._span)
 
     def __enter__(self) -> ChatStream:
         return self
@@ -159,9 +173,11 @@ class AsyncChatStream(_Stream):
             raise self._failed(exc) from exc
         finally:
             await self.response.aclose()
+            _otel.finish(self._span)
 
     async def close(self) -> None:
         await self.response.aclose()
+        _otel.finish(self._span)
 
     async def __aenter__(self) -> AsyncChatStream:
         return self

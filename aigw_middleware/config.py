@@ -214,6 +214,30 @@ class GatewayConfig:
         env=True,
         help="`(context) -> key or None`, or its dotted path: the gateway key of each call",
     )
+    request_id_source: str = _setting(
+        "header",
+        parse=parse.request_id_source,
+        check_id="aigw.E026",
+        help="`header`, or `trace`: without a valid incoming ID, the active trace's ID",
+    )
+    otel_spans: bool = _setting(
+        True,
+        parse=parse.boolean,
+        check_id="aigw.E027",
+        help="a CLIENT span per gateway call when OpenTelemetry has a tracer provider",
+    )
+    otel_baggage: bool = _setting(
+        False,
+        parse=parse.boolean,
+        check_id="aigw.E028",
+        help="W3C `baggage` with the correlation fields on gateway calls (only there)",
+    )
+    otel_gateway_only: bool = _setting(
+        True,
+        parse=parse.boolean,
+        check_id="aigw.E029",
+        help="trace context only to the gateway: none on other hosts, even from the httpx instrumentation",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
 __all__ = [
@@ -77,6 +77,8 @@ class CorrelationContext:
     """Who is calling the gateway and which incoming request caused the call.
 
     Construct it through :func:`bind_context` or an adapter, which validate the values.
+    ``trace_id`` is the OpenTelemetry trace (hex) that was active when an adapter made the
+    context: a record of it only, never sent by this package, and not part of equality.
     """
 
     request_id: str
@@ -84,6 +86,7 @@ class CorrelationContext:
     team: str | None = None
     user: str | None = None
     session: str | None = None
+    trace_id: str | None = field(default=None, compare=False)
 
 
 _current: contextvars.ContextVar[CorrelationContext | None] = contextvars.ContextVar(
@@ -159,7 +162,9 @@ def _safe_context(context: CorrelationContext) -> CorrelationContext:
         "aigw: the bound correlation context has invalid values; sending safe ones"
     )
     return CorrelationContext(
-        request_id if _is_valid_request_id(request_id) else _new_request_id(), **kept
+        request_id if _is_valid_request_id(request_id) else _new_request_id(),
+        **kept,
+        trace_id=context.trace_id,
     )
 
 

@@ -88,7 +88,9 @@ class AIGateway:
         ``AIGW_TENANT_HEADER``, ``AIGW_TEAM_HEADER``, ``AIGW_USER_HEADER``,
         ``AIGW_SESSION_HEADER``, ``AIGW_INCOMING_REQUEST_ID_HEADERS``,
         ``AIGW_TRUST_TENANT_HEADERS_FROM``, ``AIGW_TENANT_RESOLVER``, ``AIGW_ECHO_REQUEST_ID``,
-        ``AIGW_PROPAGATE_TO``, ``AIGW_EXTRA_HEADERS``, ``AIGW_API_KEY_RESOLVER``.
+        ``AIGW_PROPAGATE_TO``, ``AIGW_EXTRA_HEADERS``, ``AIGW_API_KEY_RESOLVER``,
+        ``AIGW_REQUEST_ID_SOURCE``, ``AIGW_OTEL_SPANS``, ``AIGW_OTEL_BAGGAGE``,
+        ``AIGW_OTEL_GATEWAY_ONLY``.
 
         No defaults are written into ``app.config``: a key present there would hide the
         environment variable. Raises :class:`~aigw_middleware.ConfigurationError` naming the key

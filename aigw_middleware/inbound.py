@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import _otel
 from .config import GatewayConfig, TenantResolver
 from .context import (
     CorrelationContext,
@@ -58,6 +59,7 @@ class InboundPolicy:
     resolver: TenantResolver | None
     user_header: str = "X-AI-User"
     session_header: str = "X-AI-Session"
+    request_id_source: str = "header"
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> InboundPolicy:
@@ -72,10 +74,12 @@ class InboundPolicy:
             resolver=config.tenant_resolver,
             user_header=config.user_header,
             session_header=config.session_header,
+            request_id_source=config.request_id_source,
         )
 
-    def request_id(self, get_header: HeaderGetter) -> str:
-        """The first valid incoming request ID, else a fresh one; invalid values are logged."""
+    def request_id(self, get_header: HeaderGetter, trace_id: str | None = None) -> str:
+        """The first valid incoming request ID, else ``trace_id`` when the source is ``trace``,
+        else a fresh one; invalid values are logged."""
         for name in self.request_id_headers:
             value = get_header(name)
             if value is None:
@@ -87,6 +91,8 @@ class InboundPolicy:
                 name,
                 _escape_for_log(value),
             )
+        if trace_id is not None and self.request_id_source == "trace":
+            return trace_id
         return _new_request_id()
 
     def trusts(self, peer: str | None) -> bool:
@@ -170,7 +176,10 @@ class InboundPolicy:
     ) -> CorrelationContext:
         """The whole context for one incoming request."""
         values = self.attribution(get_header, peer, request)
-        return CorrelationContext(self.request_id(get_header), **values)
+        trace_id = _otel.current_trace_id()
+        return CorrelationContext(
+            self.request_id(get_header, trace_id), **values, trace_id=trace_id
+        )
 
 
 def _resolver_values(result: object) -> dict[str, object] | None:

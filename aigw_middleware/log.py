@@ -11,6 +11,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
+from . import _otel
 from .context import CorrelationContext, current_context
 
 __all__ = ["CorrelationFilter", "structlog_processor"]
@@ -22,7 +23,8 @@ _UNBOUND = "-"
 
 class CorrelationFilter(logging.Filter):
     """Adds ``request_id``, ``tenant``, ``team``, ``user`` and ``session`` to every record
-    (``-`` where unbound).
+    (``-`` where unbound), and ``trace_id`` / ``span_id`` (hex) of the active OpenTelemetry span
+    (``-`` without one).
 
     Attach it to a handler and use the fields in the format, e.g.
     ``"%(levelname)s [%(request_id)s %(tenant)s/%(team)s] %(name)s: %(message)s"``. Fields a
@@ -33,6 +35,9 @@ class CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in _correlation_fields().items():
             record.__dict__.setdefault(key, value)
+        ids = _otel.current_ids()
+        record.__dict__.setdefault("trace_id", _UNBOUND if ids is None else ids[0])
+        record.__dict__.setdefault("span_id", _UNBOUND if ids is None else ids[1])
         return True
 
 
@@ -77,7 +82,8 @@ def structlog_processor(
     logger: object, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """A structlog processor adding ``request_id``, ``tenant``, ``team``, ``user`` and
-    ``session`` (``-`` where unbound).
+    ``session`` (``-`` where unbound), and ``trace_id`` / ``span_id`` (hex) while an
+    OpenTelemetry span is active.
 
     Keys the event already has (bound with ``log.bind(...)`` or passed to the call) are kept.
     Put it before the renderer::
@@ -86,6 +92,10 @@ def structlog_processor(
     """
     for key, value in _correlation_fields().items():
         event_dict.setdefault(key, value)
+    ids = _otel.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
     return event_dict
 
 

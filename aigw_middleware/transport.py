@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from . import _otel
 from .config import ApiKeyResolver, GatewayConfig
 from .context import (
     CorrelationContext,
@@ -112,17 +113,20 @@ class _HeaderInjector:
         """True when ``url`` is under ``base_url`` or one of ``propagate_to``."""
         return self._targets.match(url)
 
-    def prepare(self, request: httpx.Request) -> CorrelationContext:
-        """Rewrite ``request``'s correlation headers for this hop; return the context used."""
+    def prepare(self, request: httpx.Request) -> tuple[CorrelationContext, object | None]:
+        """Rewrite ``request``'s correlation and trace headers for this hop; return the context
+        used and the token to pass to ``_otel.end_hop`` once the hop is done."""
         context = _context_of(request)
+        target = self.is_target(request.url)
+        token = _otel.prepare_hop(request, self.config, context, target)
         headers = request.headers
         present = set(headers.keys())  # lower-cased; one pass instead of a scan per name
         injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
-        if not self.is_target(request.url):
+        if not target:
             for key in present.intersection(self._gateway_only | injected):
                 del headers[key]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
-            return context
+            return context, token
         for key in present.intersection(self._generic).difference(injected):
             if not self._explicit_ok(key, headers[key]):
                 del headers[key]
@@ -145,7 +149,7 @@ class _HeaderInjector:
         for key in present.intersection(injected).difference(added):
             del headers[key]
         request.extensions[_INJECTED_EXTENSION] = frozenset(added)
-        return context
+        return context, token
 
     def _explicit_ok(self, key: str, value: str) -> bool:
         ok = _VALID[self._generic[key]](value)
@@ -240,13 +244,15 @@ class CorrelationTransport(httpx.BaseTransport):
         self.injector = _HeaderInjector(config)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        context = self.injector.prepare(request)
+        context, token = self.injector.prepare(request)
         started = time.perf_counter()
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
             _log(request, context, started, None, type(exc).__name__)
             raise
+        finally:
+            _otel.end_hop(token)
         _log(request, context, started, response.status_code, "response")
         return response
 
@@ -262,13 +268,15 @@ class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
         self.injector = _HeaderInjector(config)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        context = self.injector.prepare(request)
+        context, token = self.injector.prepare(request)
         started = time.perf_counter()
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
             _log(request, context, started, None, type(exc).__name__)
             raise
+        finally:
+            _otel.end_hop(token)
         _log(request, context, started, response.status_code, "response")
         return response
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the reliability suite (tests/reliability) at its long, on-demand scale",
     )
+
+
+@pytest.fixture
+def exporter() -> Iterator[Any]:
+    """The OpenTelemetry SDK as the global tracer provider for one test, exporting to memory.
+
+    Yields the ``InMemorySpanExporter``; afterwards no tracer provider is set, as before.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reset_tracer_provider()
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    reset_tracer_provider()
+
+
+def reset_tracer_provider() -> None:
+    """No global tracer provider, so that one may be set again (as opentelemetry-test-utils
+    does between tests)."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None

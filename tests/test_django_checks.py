@@ -51,6 +51,10 @@ def ids(settings: Any) -> list[str]:
         ({"ECHO_REQUEST_ID": "sometimes"}, "aigw.E017"),
         ({"PROPAGATE_TO": ["ftp://elsewhere"]}, "aigw.E018"),
         ({"EXTRA_HEADERS": {"x-auth": "a\nb"}}, "aigw.E019"),
+        ({"REQUEST_ID_SOURCE": "span"}, "aigw.E026"),
+        ({"OTEL_SPANS": "sometimes"}, "aigw.E027"),
+        ({"OTEL_BAGGAGE": 2}, "aigw.E028"),
+        ({"OTEL_GATEWAY_ONLY": "maybe"}, "aigw.E029"),
         ({"BASEURL": "http://127.0.0.1:8080/v1"}, "aigw.E007"),
     ],
 )

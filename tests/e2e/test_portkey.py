@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -259,3 +260,23 @@ def test_the_example_django_app_under_gunicorn_sends_the_incoming_ids_through_po
         "x-ai-session": "chat-9",
     }
     assert received.json.get("stream", False) is (view == "/stream/")
+
+
+def test_portkey_oss_drops_traceparent_unless_its_forward_list_names_it(
+    exporter: Any, client: GatewayClient, fake_gateway: FakeGateway
+) -> None:
+    """Portkey OSS has no trace-context support: the gateway span's ``traceparent`` reaches
+    Portkey, which forwards it upstream only when ``x-portkey-forward-headers`` names it."""
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    forward = "x-ai-request-id,x-ai-tenant,x-ai-team,traceparent"
+    with bind_context(**BOUND):
+        client.request("POST", "chat/completions", json=body)
+        client.request(
+            "POST", "chat/completions", json=body, headers={"x-portkey-forward-headers": forward}
+        )
+    dropped, forwarded = fake_gateway.requests
+    assert "traceparent" not in dropped.headers
+    _first, second = (s for s in exporter.get_finished_spans() if s.kind.name == "CLIENT")
+    _version, trace_id, parent, _flags = forwarded.headers["traceparent"].split("-")
+    assert (int(trace_id, 16), int(parent, 16)) == (second.context.trace_id, second.context.span_id)
+    assert x_ai(forwarded.headers) == X_AI_RECEIVED
