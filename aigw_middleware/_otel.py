@@ -185,11 +185,14 @@ def start_call(
     path: str,
     body: Any,
     context: CorrelationContext,
+    *,
+    sdk: bool = False,
 ) -> CallSpan | None:
     """Start the call's CLIENT span and make it current; None when there is nothing to record.
 
     Named ``{gen_ai.operation.name} {gen_ai.request.model}`` (``chat gpt-4o-mini``) for GenAI
-    operations, else after the HTTP method.
+    operations, else after the HTTP method. For a call of the OpenAI SDK (``sdk``), None while
+    the official OpenAI instrumentation traces the SDK: it makes the span.
     """
     if not config.otel_spans:
         return None
@@ -198,6 +201,8 @@ def start_call(
         return None
     provider = api.trace.get_tracer_provider()
     if isinstance(provider, api.no_providers):
+        return None
+    if sdk and _openai_instrumented():
         return None
     operation = _operation(path)
     model = body.get("model") if isinstance(body, dict) else None
@@ -226,6 +231,15 @@ def start_call(
     span = tracer.start_span(name, kind=api.trace.SpanKind.CLIENT, attributes=attributes)
     token = api.context.attach(api.trace.set_span_in_context(span))
     return CallSpan(span, token)
+
+
+def _openai_instrumented() -> bool:
+    """True while ``opentelemetry-instrumentation-openai-v2`` instruments the OpenAI SDK."""
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    except ImportError:
+        return False
+    return bool(OpenAIInstrumentor().is_instrumented_by_opentelemetry)  # type: ignore[no-untyped-call]
 
 
 @functools.lru_cache(maxsize=4)
@@ -281,10 +295,11 @@ def streaming(call: CallSpan | None, response: httpx.Response, attempts: int) ->
     response.extensions[SPAN_EXTENSION] = call
 
 
-def _received(call: CallSpan, response: httpx.Response, attempts: int) -> None:
+def _received(call: CallSpan, response: httpx.Response, attempts: int | None) -> None:
     from ._results import gateway_request_id
 
-    call.attributes["aigw.attempts"] = attempts
+    if attempts is not None:
+        call.attributes["aigw.attempts"] = attempts
     gateway_id = gateway_request_id(response)
     if gateway_id:
         call.attributes["aigw.gateway_request_id"] = gateway_id
@@ -333,3 +348,73 @@ def stream_span(response: httpx.Response) -> CallSpan | None:
     """The span a streamed response carries, if any."""
     found = response.extensions.get(SPAN_EXTENSION)
     return found if isinstance(found, CallSpan) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The OpenAI SDK's calls (openai.py)
+
+
+def sdk_result(call: CallSpan, result: Any) -> Any:
+    """Record an SDK call's result (a parsed object, or a stream to end the span with)."""
+    iterator = getattr(result, "_iterator", None)
+    response = getattr(result, "response", None)
+    if iterator is None or response is None:
+        record_body(call, _sdk_fields(result))
+        finish(call)
+        return result
+    _received(call, response, None)
+    close = result.close
+    if hasattr(iterator, "__anext__"):
+        result._iterator = _async_chunks(iterator, call)
+
+        async def aclosing() -> None:
+            await close()
+            finish(call)
+
+        result.close = aclosing
+    else:
+        result._iterator = _chunks(iterator, call)
+
+        def closing() -> None:
+            close()
+            finish(call)
+
+        result.close = closing
+    return result
+
+
+def _chunks(iterator: Any, call: CallSpan) -> Any:
+    try:
+        for chunk in iterator:
+            record_body(call, _sdk_fields(chunk))
+            yield chunk
+    except Exception as exc:
+        failed(call, exc)
+        raise
+    finally:
+        finish(call)
+
+
+async def _async_chunks(iterator: Any, call: CallSpan) -> Any:
+    try:
+        async for chunk in iterator:
+            record_body(call, _sdk_fields(chunk))
+            yield chunk
+    except Exception as exc:
+        failed(call, exc)
+        raise
+    finally:
+        finish(call)
+
+
+def _sdk_fields(result: Any) -> dict[str, Any]:
+    """``id``, ``model`` and ``usage`` of an SDK object, as they are in the JSON answer."""
+    usage = getattr(result, "usage", None)
+    return {
+        "id": getattr(result, "id", None),
+        "model": getattr(result, "model", None),
+        "usage": {
+            "prompt_tokens": getattr(usage, "prompt_tokens", None),
+            "completion_tokens": getattr(usage, "completion_tokens", None),
+        },
+    }

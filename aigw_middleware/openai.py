@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
     ) from exc
 
+from . import _otel
 from ._httpx import no_cookie_jar, proxy_for, timeout_for
 from ._shared import current_config
 from .config import GatewayConfig, _missing_base_url
@@ -91,10 +92,20 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
 
         def request(self, *args, **kwargs):
-            if current_context() is not None:
+            if current_context() is None:
+                with bind_context():
+                    return self.request(*args, **kwargs)
+            call = _sdk_call(self.gateway_config, args, kwargs)
+            if call is None:
                 return super().request(*args, **kwargs)
-            with bind_context():
-                return super().request(*args, **kwargs)
+            try:
+                result = super().request(*args, **kwargs)
+            except BaseException as exc:
+                _otel.detach(call)
+                _otel.failed(call, exc)
+                raise
+            _otel.detach(call)
+            return _otel.sdk_result(call, result)
 
     def _prepare_options(self, options: Any) -> Any:
         return super()._prepare_options(_for_gateway(self.gateway_config, options))
@@ -116,10 +127,20 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
 
         async def request(self, *args, **kwargs):
-            if current_context() is not None:
+            if current_context() is None:
+                with bind_context():
+                    return await self.request(*args, **kwargs)
+            call = _sdk_call(self.gateway_config, args, kwargs)
+            if call is None:
                 return await super().request(*args, **kwargs)
-            with bind_context():
-                return await super().request(*args, **kwargs)
+            try:
+                result = await super().request(*args, **kwargs)
+            except BaseException as exc:
+                _otel.detach(call)
+                _otel.failed(call, exc)
+                raise
+            _otel.detach(call)
+            return _otel.sdk_result(call, result)
 
     async def _prepare_options(self, options: Any) -> Any:
         return await super()._prepare_options(_for_gateway(self.gateway_config, options))
@@ -137,6 +158,19 @@ def _checked(config: object, cls: type) -> GatewayConfig | None:
         f"{cls.__name__}() takes a GatewayConfig as its first argument (or as config=), "
         f"not a {type(config).__name__}; pass the SDK's own arguments by keyword, "
         "such as api_key=..."
+    )
+
+
+def _sdk_call(
+    config: GatewayConfig, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _otel.CallSpan | None:
+    """The span of one SDK call (``request(cast_to, options, ...)``), or None."""
+    options = args[1] if len(args) > 1 else kwargs.get("options")
+    context = current_context()
+    if options is None or context is None:
+        return None
+    return _otel.start_call(
+        config, options.method, options.url, options.json_data, context, sdk=True
     )
 
 

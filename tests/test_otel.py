@@ -460,3 +460,70 @@ async def test_fastapi_endpoint_one_trace(
     (server,) = [s for s in spans if s.kind is SpanKind.SERVER]
     assert response.json()["trace_id"] == format(server.context.trace_id, "032x")
     assert_one_trace(exporter, fake_gateway)
+
+
+# ---------------------------------------------------------------------------------------------
+# The OpenAI SDK clients
+
+
+def test_an_openai_sdk_call_has_one_span_and_a_stream_ends_it_when_consumed(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from aigw_middleware.openai import OpenAI
+
+    client = OpenAI(config=gateway_config)
+    with bind_context(tenant="acme"):
+        answer = client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+        stream = client.chat.completions.create(
+            model="m",
+            messages=HELLO,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    plain, streamed = ours(exporter)
+    assert (plain.name, streamed.name) == ("chat m", "chat m")
+    assert plain.attributes is not None
+    assert streamed.attributes is not None
+    assert plain.attributes["gen_ai.response.id"] == answer.id
+    assert plain.attributes["aigw.tenant"] == "acme"
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert streamed.attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    sent = fake_gateway.requests[0].headers["traceparent"]
+    assert traceparent_ids(sent)[1] == plain.context.span_id
+    client.close()
+
+
+async def test_an_async_openai_stream_closed_early_ends_its_span(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig
+) -> None:
+    from aigw_middleware.openai import AsyncOpenAI
+
+    client = AsyncOpenAI(config=gateway_config)
+    stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True)  # type: ignore[arg-type]
+    await stream.close()
+    (span,) = ours(exporter)
+    assert span.name == "chat m"
+    await client.close()
+
+
+def test_with_the_official_openai_instrumentation_there_is_no_second_span(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    from aigw_middleware.openai import OpenAI
+
+    OpenAIInstrumentor().instrument()
+    try:
+        client = OpenAI(config=gateway_config)
+        client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+        client.close()
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert ours(exporter) == []
+    (theirs,) = exporter.get_finished_spans()
+    assert theirs.kind is SpanKind.CLIENT
+    sent = fake_gateway.requests[0].headers["traceparent"]
+    assert traceparent_ids(sent) == (theirs.context.trace_id, theirs.context.span_id)
