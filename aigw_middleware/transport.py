@@ -118,7 +118,6 @@ class _HeaderInjector:
         used and the token to pass to ``_otel.end_hop`` once the hop is done."""
         context = _context_of(request)
         target = self.is_target(request.url)
-        token = _otel.prepare_hop(request, self.config, context, target)
         headers = request.headers
         present = set(headers.keys())  # lower-cased; one pass instead of a scan per name
         injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
@@ -126,7 +125,7 @@ class _HeaderInjector:
             for key in present.intersection(self._gateway_only | injected):
                 del headers[key]
             request.extensions[_INJECTED_EXTENSION] = frozenset()
-            return context, token
+            return context, _otel.prepare_hop(request, self.config, context, target)
         for key in present.intersection(self._generic).difference(injected):
             if not self._explicit_ok(key, headers[key]):
                 del headers[key]
@@ -149,7 +148,8 @@ class _HeaderInjector:
         for key in present.intersection(injected).difference(added):
             del headers[key]
         request.extensions[_INJECTED_EXTENSION] = frozenset(added)
-        return context, token
+        # Last, as it may attach an OpenTelemetry context that only end_hop detaches.
+        return context, _otel.prepare_hop(request, self.config, context, target)
 
     def _explicit_ok(self, key: str, value: str) -> bool:
         ok = _VALID[self._generic[key]](value)

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from aigw_middleware import (
     AsyncGatewayClient,
+    ConfigurationError,
     GatewayClient,
     GatewayConfig,
     RateLimitError,
@@ -326,6 +327,21 @@ def test_baggage_is_off_by_default_and_never_global(
         assert baggage.get_all() == {}
     assert "baggage" not in fake_gateway.requests[0].headers
     assert "aigw.tenant=acme" in fake_gateway.requests[1].headers["baggage"]
+
+
+def test_a_failing_api_key_resolver_leaves_no_baggage_attached(
+    tracer: trace.Tracer, gateway_config: GatewayConfig
+) -> None:
+    from opentelemetry import baggage
+
+    def broken(context: Any) -> str:
+        raise RuntimeError("no key store")
+
+    config = gateway_config.replace(otel_baggage=True, api_key_resolver=broken, max_retries=0)
+    with GatewayClient(config) as client, tracer.start_as_current_span("view"):
+        with pytest.raises(ConfigurationError):
+            client.chat.completions.create(model="m", messages=HELLO)
+        assert baggage.get_all() == {}
 
 
 # ---------------------------------------------------------------------------------------------
