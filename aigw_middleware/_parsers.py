@@ -6,11 +6,12 @@ so that the error names what the user wrote.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -238,3 +239,27 @@ def not_correlation(key: str, name: str, reserved: Mapping[str, str]) -> None:
             f"{name} is a correlation header ({source}); the library sets it on each call "
             "from the bound context, so it cannot be one of the extra_headers",
         )
+
+
+def _closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The name in ``known`` that ``name`` most likely meant, for a "did you mean" hint.
+
+    The same name but for case and ``-`` / ``_`` comes first, then the closest spelling by
+    :mod:`difflib` if it is close enough; else None.
+    """
+    by_folded = {_folded(k): k for k in known}
+    folded = _folded(name)
+    if folded in by_folded:
+        return by_folded[folded]
+    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.75)
+    return by_folded[close[0]] if close else None
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the name ``name`` most likely meant, else ``""``."""
+    meant = _closest_name(name, known)
+    return "" if meant is None else f"; did you mean {meant!r}?"
+
+
+def _folded(name: str) -> str:
+    return name.upper().replace("-", "_")

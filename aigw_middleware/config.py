@@ -8,17 +8,16 @@ Precedence: explicit arguments, then the framework's config (Django ``settings.A
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _parsers as parse
-from ._parsers import ApiKeyResolver, TenantResolver
+from ._parsers import ApiKeyResolver, TenantResolver, _did_you_mean
 from .errors import ConfigurationError, _mask_url_credentials
 from .profiles import _get_profile
 
@@ -392,30 +391,6 @@ _SETTINGS: Mapping[str, _FieldSetting] = {
 _ENV_VARS: Mapping[str, str] = {
     s.env_var: name for name, s in _SETTINGS.items() if s.env_var is not None
 }
-
-
-def _closest_name(name: str, known: Iterable[str]) -> str | None:
-    """The name in ``known`` that ``name`` most likely meant, for a "did you mean" hint.
-
-    The same name but for case and ``-`` / ``_`` comes first, then the closest spelling by
-    :mod:`difflib` if it is close enough; else None.
-    """
-    by_folded = {_folded(k): k for k in known}
-    folded = _folded(name)
-    if folded in by_folded:
-        return by_folded[folded]
-    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.75)
-    return by_folded[close[0]] if close else None
-
-
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'X'?"`` for the name ``name`` most likely meant, else ``""``."""
-    meant = _closest_name(name, known)
-    return "" if meant is None else f"; did you mean {meant!r}?"
-
-
-def _folded(name: str) -> str:
-    return name.upper().replace("-", "_")
 
 
 def _missing_base_url(alternative: str = "") -> ConfigurationError:

@@ -24,9 +24,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 from werkzeug.datastructures import EnvironHeaders
 
+from ._parsers import _did_you_mean
 from ._shared import SharedClients, activate, deactivate
 from .client import AsyncGatewayClient, GatewayClient
-from .config import _SETTINGS, GatewayConfig, TenantResolver, _did_you_mean
+from .config import _SETTINGS, GatewayConfig, TenantResolver
 from .context import BoundIterator, CorrelationContext, _reset_context, _set_context
 from .errors import ConfigurationError
 from .inbound import InboundPolicy

@@ -26,7 +26,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 
-from ..config import _ENV_VARS, _SETTINGS, GatewayConfig, _closest_name
+from .._parsers import _closest_name
+from ..config import _ENV_VARS, _SETTINGS, GatewayConfig
 from ..errors import ConfigurationError
 from .conf import _SETTING, _conf
 
