@@ -143,3 +143,13 @@ def test_every_other_name_a_module_defines_is_underscored(name: str) -> None:
             defined |= {target.id for target in targets if isinstance(target, ast.Name)}
     public = {defined_name for defined_name in defined if not defined_name.startswith("_")}
     assert public <= set(module.__all__)
+
+
+def test_no_package_module_is_over_450_lines() -> None:
+    package = Path(aigw_middleware.__file__).parent
+    long = {
+        str(path.relative_to(package)): lines
+        for path in package.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert long == {}
