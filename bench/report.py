@@ -39,7 +39,7 @@ def variant_table(group: str, rows: dict[str, dict[str, Any]]) -> list[str]:
         f"  {'variant':24} {'µs/op':>9} {'x base':>7} {'adds µs':>9} {'instr/op':>10} {'x base':>7} {'adds instr':>11}  note",
     ]
     for name, row in rows.items():
-        note = row.get("skipped") or row.get("error") or row.get("note") or ""
+        note = _note(row)
         us, instr = row.get("us"), row.get("instr")
         lines.append(
             f"  {name:24} {_num(us):>9} {_ratio(us, base_us):>7} {_adds(us, base_us):>9}"
@@ -54,12 +54,17 @@ def e2e_table(rows: dict[str, dict[str, Any]]) -> list[str]:
         f"  {'variant':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  note",
     ]
     for name, row in rows.items():
-        note = row.get("skipped") or row.get("error") or row.get("note") or ""
+        note = _note(row)
         lines.append(
             f"  {name:34} {_num(row.get('rps')):>8} {_num(_ms(row.get('us')), 2):>8}"
             f" {_num(_ms(row.get('p99_us')), 2):>8} {row.get('errors', '-'):>7}  {note}"
         )
     return lines
+
+
+def _note(row: dict[str, Any]) -> str:
+    """Why a variant has no figures, or what to know about them."""
+    return str(row.get("skipped") or row.get("error") or row.get("note") or "")
 
 
 def _ms(us: float | None) -> float | None:
@@ -72,7 +77,7 @@ def burst_table(rows: dict[str, dict[str, Any]]) -> list[str]:
         f"  {'variant':30} {'calls':>6} {'seconds':>8} {'ok':>6} {'PoolTimeout':>12} {'other errors':>13}  note",
     ]
     for name, row in rows.items():
-        note = row.get("skipped") or row.get("error") or row.get("note") or ""
+        note = _note(row)
         seconds = None if row.get("us") is None else row["us"] / 1e6
         lines.append(
             f"  {name:30} {row.get('calls', '-'):>6} {_num(seconds, 2):>8} {row.get('ok', '-'):>6}"
@@ -87,7 +92,7 @@ def memory_table(rows: dict[str, dict[str, Any]]) -> list[str]:
         f"  {'variant':34} {'peak B/op':>10} {'retained B/op':>14} {'aigw retained':>14} {'ops':>7} {'RSS +MB':>8}  note",
     ]
     for name, row in rows.items():
-        note = row.get("skipped") or row.get("error") or row.get("note") or ""
+        note = _note(row)
         lines.append(
             f"  {name:34} {_num(row.get('transient_bytes'), 0):>10} {_num(row.get('retained_bytes_per_op'), 1):>14}"
             f" {_num(row.get('aigw_retained_bytes_per_op'), 1):>14} {row.get('ops', '-'):>7}"
