@@ -162,7 +162,9 @@ def test_resolver_may_return_a_pair_or_a_mapping_of_tenant_and_team(
 
     with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
         assert p.tenant_and_team(getter({}), None, object()) == expected
-    assert not caplog.records
+    # Only the library's own records: a connection that an earlier test left to the garbage
+    # collector may log its close from httpcore at any moment.
+    assert not [r for r in caplog.records if r.name.startswith("aigw_middleware")]
 
 
 @pytest.mark.parametrize(
