@@ -27,6 +27,8 @@ __all__ = [
 
 _BUDGET_MARKERS = frozenset({"budget_exceeded", "insufficient_quota"})
 _MESSAGE_MAX = 300
+#: The longest ``type``, ``code`` or gateway/provider ID an error keeps or shows.
+_FIELD_MAX = 100
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
@@ -158,7 +160,17 @@ def _parse_any_error_body(content: bytes, reason: str) -> ErrorBody:
 
 
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+    """A ``type`` or ``code`` field of an error body, safe to show on one line: control and
+    other non-printable characters escaped, at most 100 characters."""
+    return None if value is None else _one_line(str(value))
+
+
+def _one_line(text: str, limit: int = _FIELD_MAX) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``), cut to
+    ``limit`` characters: a gateway's value cannot break or flood a log line."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _cut(text: str) -> str:
@@ -203,9 +215,11 @@ class GatewayStatusError(GatewayError):
         if body.type or body.code:
             parts.append(f"(type={body.type}, code={body.code})")
         parts.append(f"request_id={request_id}")
-        parts.append(f"gateway_request_id={gateway_request_id}")
+        # The gateway's IDs come from its headers: shown bounded, like its type and code.
+        shown_gateway_id = None if gateway_request_id is None else _one_line(gateway_request_id)
+        parts.append(f"gateway_request_id={shown_gateway_id}")
         if provider_request_id is not None:
-            parts.append(f"provider_request_id={provider_request_id}")
+            parts.append(f"provider_request_id={_one_line(provider_request_id)}")
         if retry_after is not None:
             parts.append(f"retry_after={retry_after:g}s")
         parts.append(f"attempts={attempts}")

@@ -104,6 +104,40 @@ def test_the_message_names_status_gateway_message_type_code_and_both_request_ids
     )
 
 
+HOSTILE = "invalid\r\nX-Injected: 1\x1b[31m\x00" + "y" * 10_000
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps({"error": {"message": "m", "type": HOSTILE, "code": HOSTILE}}).encode(),
+        json.dumps({"error": "m", "type": HOSTILE, "code": HOSTILE}).encode(),
+        json.dumps({"error": {"message": "m", "type": {"deep": [HOSTILE]}, "code": 10**50}}),
+    ],
+    ids=["openai-shape", "flat", "non-strings"],
+)
+def test_a_hostile_type_and_code_are_escaped_and_bounded_in_the_message(
+    content: bytes | str,
+) -> None:
+    body = _parse_error_body(content.encode() if isinstance(content, str) else content)
+    error = BadRequestError(400, body, request_id="req-1", gateway_request_id="x" * 5000)
+
+    text = str(error)
+    assert text.isprintable(), repr(text)
+    assert len(text) < 1000
+    assert "req-1" in text
+    for field in (error.type, error.code):
+        assert field is not None
+        assert field.isprintable()
+        assert len(field) <= 100
+
+
+def test_an_ordinary_type_and_code_are_kept_as_sent() -> None:
+    body = _parse_error_body(openai_body("no", "invalid_request_error", "model_not_found"))
+    assert (body.type, body.code) == ("invalid_request_error", "model_not_found")
+    assert _parse_error_body(openai_body("no", "ошибка", "コード")).type == "ошибка"
+
+
 def test_rate_limit_error_reports_retry_after() -> None:
     error = RateLimitError(429, _parse_error_body(b""), retry_after=120.0, request_id="r")
     assert error.retry_after == 120.0
