@@ -12,6 +12,7 @@ each retry, as the OpenAI SDK does) or whose method is idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
@@ -24,7 +25,7 @@ import anyio
 import httpx
 
 from . import _otel
-from ._httpx import timeout_for
+from ._httpx import timeout_for, without_credentials
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, _safe_context, current_context
@@ -171,6 +172,12 @@ class Attempts:
             timeout=timeout_for(min(seconds, max(self.deadline - now, 0.001))),
             extensions={_CONTEXT_EXTENSION: self.context, _ATTEMPT_EXTENSION: self.attempt},
         )
+        if request.url.userinfo:
+            # httpx sends a URL's user and password as basic auth, but would also log and
+            # report the URL with them: they go as the header alone.
+            url, auth = without_credentials(str(request.url))
+            request.url = httpx.URL(url)
+            next(auth.auth_flow(request))
         if self.attempt == 1 and not _targets(self.config).match(request.url):
             raise self.invalid(
                 f"{request.url.copy_with(query=None, fragment=None, username=None, password=None)}"
@@ -403,11 +410,8 @@ def connection_error(
         GatewayTimeoutError if isinstance(exc, httpx.TimeoutException) else GatewayConnectionError
     )
     target = ""
-    try:
-        url = exc.request.url
-        target = f"{url.host}{f':{url.port}' if url.port else ''}{url.path}"
-    except RuntimeError:
-        pass
+    with contextlib.suppress(RuntimeError):  # an error raised before a request was made
+        target = target_of(exc.request.url)
     detail = str(exc) or type(exc).__name__
     return kind(
         f"{type(exc).__name__}: {detail}",
@@ -415,3 +419,8 @@ def connection_error(
         attempts=attempts,
         target=target,
     )
+
+
+def target_of(url: httpx.URL) -> str:
+    """Where a call went, as errors show it: host, port and path; no credentials, no query."""
+    return f"{url.host}{f':{url.port}' if url.port else ''}{url.path}"

@@ -52,13 +52,29 @@ def proxy_for(config: GatewayConfig) -> str | None:
     return urllib.request.getproxies().get(url.scheme)
 
 
+def without_credentials(url: str, http: ModuleType = httpx) -> tuple[str, Any]:
+    """``url`` without its user and password, and those as ``http.BasicAuth`` (None if none).
+
+    httpx sends a URL's user and password as basic auth, but also shows the URL as it is in its
+    own ``HTTP Request: ...`` log line and in its exceptions: moved into the client's ``auth``,
+    the same header goes on the wire and the credentials appear in no URL.
+    """
+    parsed = http.URL(url)
+    if not parsed.userinfo:
+        return url, None
+    bare = str(parsed.copy_with(username=None, password=None))
+    return bare, http.BasicAuth(parsed.username, parsed.password)
+
+
 def client_options(config: GatewayConfig) -> dict[str, Any]:
     """The keyword arguments of ``httpx.Client`` / ``httpx.AsyncClient`` for the gateway."""
     headers = {"User-Agent": f"aigw-middleware/{__version__}", **config.extra_headers}
     if config.api_key is not None:
         headers["Authorization"] = f"Bearer {config.api_key}"
+    base_url, auth = without_credentials(config.base_url or "")
     return {
-        "base_url": (config.base_url or "") + "/",
+        "base_url": base_url + "/",
+        "auth": auth,
         "headers": headers,
         "timeout": timeout_for(config.timeout),
         "cookies": no_cookie_jar(),

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _otel
-from ._httpx import no_cookie_jar, proxy_for, timeout_for
+from ._httpx import no_cookie_jar, proxy_for, timeout_for, without_credentials
 from ._shared import current_config
 from .config import GatewayConfig, _missing_base_url
 from .context import _safe_context, bind_context, current_context
@@ -60,12 +60,15 @@ class _KeepsGatewayConfig:
 
         def copy(self, *args, **kwargs):
             """The SDK's ``copy`` (also ``with_options``), keeping this client's gateway config."""
-            config = _config_for(
-                self.gateway_config, {"base_url": kwargs.get("base_url") or self.base_url}
-            )
+            new_url = kwargs.get("base_url")
+            config = self.gateway_config
+            if new_url is not None:
+                config = _config_for(config, {"base_url": new_url})
             if config.base_url != self.gateway_config.base_url and not kwargs.get("http_client"):
+                http = _http_module()
+                kwargs["base_url"], auth = without_credentials(str(new_url), http)
                 kwargs["http_client"] = _http_client(
-                    _http_module(), config, asynchronous=self._asynchronous
+                    http, config, auth, asynchronous=self._asynchronous
                 )
             copied = super().copy(*args, **kwargs)
             copied.gateway_config = config
@@ -211,11 +214,15 @@ def _sdk_arguments(
             **(arguments.get("default_headers") or {}),
         }
     if "http_client" not in arguments:
-        arguments["http_client"] = _http_client(http, config, asynchronous=asynchronous)
+        # The URL's user and password go as the client's basic auth, never in a logged URL.
+        auth = None
+        if arguments.get("base_url") is not None:
+            arguments["base_url"], auth = without_credentials(str(arguments["base_url"]), http)
+        arguments["http_client"] = _http_client(http, config, auth, asynchronous=asynchronous)
     return arguments
 
 
-def _http_client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool) -> Any:
+def _http_client(http: ModuleType, config: GatewayConfig, auth: Any, *, asynchronous: bool) -> Any:
     # The SDK's own client classes keep its connection limits and redirect defaults.
     # trust_env=False: proxies are chosen here, so the environment cannot mount transports
     # that bypass the correlation transport.
@@ -224,11 +231,13 @@ def _http_client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool)
         return openai.DefaultAsyncHttpxClient(
             transport=AsyncCorrelationTransport(http.AsyncHTTPTransport(proxy=proxy), config),
             cookies=no_cookie_jar(),
+            auth=auth,
             trust_env=False,
         )
     return openai.DefaultHttpxClient(
         transport=CorrelationTransport(http.HTTPTransport(proxy=proxy), config),
         cookies=no_cookie_jar(),
+        auth=auth,
         trust_env=False,
     )
 

@@ -8,10 +8,13 @@ gateway's misbehaviour is exact; the rest against the FakeGateway.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
+import logging
 import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -594,3 +597,101 @@ async def test_a_shared_async_client_closed_by_one_task_fails_the_others_typed_a
     fresh = get_async_client()
     assert fresh is not taken
     assert (await fresh.models.list()).ids
+
+
+# 16: credentials in a URL reach no log line, exception or repr --------------------------------
+
+PASSWORD = "hunter2"
+BASIC = "Basic " + base64.b64encode(f"gw-user:{PASSWORD}".encode()).decode()
+
+
+def with_credentials(base_url: str) -> str:
+    return base_url.replace("http://", f"http://gw-user:{PASSWORD}@")
+
+
+def shown_everywhere(caplog: pytest.LogCaptureFixture, *errors: BaseException) -> str:
+    """Every log line captured and every exception's formatted traceback, as one text."""
+    lines = [caplog.text, *(f"{record.args!r}" for record in caplog.records)]
+    lines += ["".join(traceback.format_exception(error)) for error in errors]
+    return "\n".join(lines)
+
+
+def test_credentials_in_base_url_go_as_basic_auth_and_show_in_no_log_line(
+    fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = GatewayConfig.from_env({}, base_url=with_credentials(fake_gateway.base_url))
+    with GatewayClient(config) as client:
+        client.chat.completions.create(model="m", messages=HI)
+        client.models.list()
+        shown = repr(client)
+
+    assert [r.headers.get("authorization") for r in fake_gateway.requests] == [BASIC, BASIC]
+    assert "HTTP Request: POST" in caplog.text  # httpx's own line is there, without them
+    assert PASSWORD not in shown_everywhere(caplog) + shown
+
+
+async def test_async_credentials_in_base_url_show_in_no_log_line_or_error(
+    fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = GatewayConfig.from_env({}, base_url=with_credentials(fake_gateway.base_url))
+    fake_gateway.queue_response(500, headers={"retry-after-ms": "1"}, times=3)
+    async with AsyncGatewayClient(config, max_retries=1) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await client.chat.completions.create(model="m", messages=HI)
+
+    assert fake_gateway.requests[0].headers.get("authorization") == BASIC
+    assert "HTTP Request: POST" in caplog.text
+    assert PASSWORD not in shown_everywhere(caplog, caught.value)
+
+
+def test_credentials_in_an_absolute_url_go_as_basic_auth_only(
+    fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = GatewayConfig.from_env({}, base_url=fake_gateway.base_url)
+    with GatewayClient(config) as client:
+        client.request("GET", with_credentials(f"{fake_gateway.base_url}/models"))
+
+    assert fake_gateway.requests[0].headers.get("authorization") == BASIC
+    assert PASSWORD not in shown_everywhere(caplog)
+
+
+def test_a_connection_error_to_a_url_with_credentials_shows_none_of_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FakeGateway() as gone:
+        base_url = with_credentials(gone.base_url)  # nothing listens there any more
+    config = GatewayConfig.from_env({}, base_url=base_url, max_retries=0)
+    with GatewayClient(config) as client, pytest.raises(GatewayConnectionError) as caught:
+        client.models.list()
+
+    assert PASSWORD not in shown_everywhere(caplog, caught.value)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_openai_sdk_sends_base_url_credentials_as_basic_auth_and_logs_none(
+    fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture, asynchronous: bool
+) -> None:
+    from aigw_middleware.openai import AsyncOpenAI, OpenAI
+
+    caplog.set_level(logging.DEBUG)
+    config = GatewayConfig.from_env({}, base_url=with_credentials(fake_gateway.base_url))
+    if asynchronous:
+
+        async def call() -> None:
+            async with AsyncOpenAI(config=config) as sdk:
+                await sdk.models.list()
+                await sdk.with_options(timeout=5.0).models.list()
+
+        asyncio.run(call())
+    else:
+        with OpenAI(config=config) as sdk:
+            sdk.models.list()
+            sdk.with_options(timeout=5.0).models.list()
+
+    assert [r.headers.get("authorization") for r in fake_gateway.requests] == [BASIC, BASIC]
+    assert "HTTP Request: GET" in caplog.text
+    assert PASSWORD not in shown_everywhere(caplog)
