@@ -34,6 +34,8 @@ _OPERATIONS = (
     ("embeddings", "embeddings"),
     ("completions", "text_completion"),
 )
+#: The operations whose SDK calls the official OpenAI instrumentation makes a span for.
+_OPENAI_INSTRUMENTED = frozenset({"chat", "embeddings"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,9 @@ def start_call(
     provider = api.trace.get_tracer_provider()
     if isinstance(provider, api.no_providers):
         return None
-    if sdk and _openai_instrumented():
-        return None
     operation = _operation(path)
+    if sdk and operation in _OPENAI_INSTRUMENTED and _openai_instrumented():
+        return None
     model = body.get("model") if isinstance(body, dict) else None
     attributes: dict[str, Any] = {}
     if operation is not None:
@@ -277,25 +279,32 @@ def answered(call: CallSpan | None, response: httpx.Response, attempts: int) -> 
     """A read answer: its IDs, model and usage on the span, which ends."""
     if call is None:
         return
-    _received(call, response, attempts)
+    received(call, response, attempts)
+    _record_answer(call, response)
+    finish(call)
+
+
+def _record_answer(call: CallSpan, response: httpx.Response) -> None:
     try:
         body = json.loads(response.content)
     except ValueError:
         body = None
     if isinstance(body, dict):
         record_body(call, body)
-    finish(call)
 
 
 def streaming(call: CallSpan | None, response: httpx.Response, attempts: int) -> None:
     """A stream is open: its span ends with the stream (:func:`finish` from ``_streaming``)."""
     if call is None:
         return
-    _received(call, response, attempts)
+    received(call, response, attempts)
     response.extensions[SPAN_EXTENSION] = call
 
 
-def _received(call: CallSpan, response: httpx.Response, attempts: int | None) -> None:
+def received(call: CallSpan | None, response: httpx.Response, attempts: int | None = None) -> None:
+    """The gateway answered: its request ID (and the attempts made, when counted here)."""
+    if call is None:
+        return
     from ._results import gateway_request_id
 
     if attempts is not None:
@@ -354,6 +363,15 @@ def stream_span(response: httpx.Response) -> CallSpan | None:
 # The OpenAI SDK's calls (openai.py)
 
 
+def sdk_response(call: CallSpan | None, response: httpx.Response) -> None:
+    """The SDK's final response: its IDs, and when it was read in full (not a stream), the
+    answer's fields, whatever the SDK makes of it (a parsed object or a raw response)."""
+    if call is not None:
+        received(call, response)
+        if getattr(response, "is_stream_consumed", False):
+            _record_answer(call, response)
+
+
 def sdk_result(call: CallSpan, result: Any) -> Any:
     """Record an SDK call's result (a parsed object, or a stream to end the span with)."""
     iterator = getattr(result, "_iterator", None)
@@ -362,7 +380,6 @@ def sdk_result(call: CallSpan, result: Any) -> Any:
         record_body(call, _sdk_fields(result))
         finish(call)
         return result
-    _received(call, response, None)
     close = result.close
     if hasattr(iterator, "__anext__"):
         result._iterator = _async_chunks(iterator, call)

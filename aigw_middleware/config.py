@@ -217,24 +217,28 @@ class GatewayConfig:
         "header",
         parse=parse.request_id_source,
         check_id="aigw.E026",
+        env=True,
         help="`header`, or `trace`: without a valid incoming ID, the active trace's ID",
     )
     otel_spans: bool = _setting(
         True,
         parse=parse.boolean,
         check_id="aigw.E027",
+        env=True,
         help="a CLIENT span per gateway call when OpenTelemetry has a tracer provider",
     )
     otel_baggage: bool = _setting(
         False,
         parse=parse.boolean,
         check_id="aigw.E028",
+        env=True,
         help="W3C `baggage` with the correlation fields on gateway calls (only there)",
     )
     otel_gateway_only: bool = _setting(
         True,
         parse=parse.boolean,
         check_id="aigw.E029",
+        env=True,
         help="trace context only to the gateway: none on other hosts, even from the httpx instrumentation",
     )
 

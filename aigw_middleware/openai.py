@@ -14,6 +14,8 @@ client is made with the package the installed SDK uses. Retries stay in the SDK 
 from __future__ import annotations
 
 import importlib
+import sys
+from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,9 @@ __all__ = ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"]
 #: The API key sent when the gateway is configured without one: the SDK refuses to start
 #: without a key, and gateways that hold the real provider keys ignore it.
 PLACEHOLDER_API_KEY = "aigw-placeholder"
+
+#: The span of the SDK call running in this context, for the SDK's per-attempt hooks below.
+_sdk_span: ContextVar[_otel.CallSpan | None] = ContextVar("aigw_openai_span", default=None)
 
 
 class _KeepsGatewayConfig:
@@ -76,6 +81,11 @@ class _KeepsGatewayConfig:
 
         with_options = copy
 
+        def _calculate_retry_timeout(self, *args, **kwargs):
+            delay = super()._calculate_retry_timeout(*args, **kwargs)
+            _retry_coming(delay)
+            return delay
+
 
 class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
     """``openai.OpenAI`` configured for the gateway, with correlation headers on every call.
@@ -101,20 +111,27 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
             call = _sdk_call(self.gateway_config, args, kwargs)
             if call is None:
                 return super().request(*args, **kwargs)
+            token = _sdk_span.set(call)
             try:
                 result = super().request(*args, **kwargs)
             except BaseException as exc:
-                _otel.detach(call)
                 _otel.failed(call, exc)
                 raise
-            _otel.detach(call)
+            finally:
+                _sdk_span.reset(token)
+                _otel.detach(call)
             return _otel.sdk_result(call, result)
+
+        def _process_response(self, *args, **kwargs):
+            _otel.sdk_response(_sdk_span.get(), kwargs["response"])
+            return super()._process_response(*args, **kwargs)
 
     def _prepare_options(self, options: Any) -> Any:
         return super()._prepare_options(_for_gateway(self.gateway_config, options))
 
     def _prepare_request(self, request: Any) -> None:
         super()._prepare_request(request)
+        _attempt_started()
         _resolve_key_early(self.gateway_config, request)
 
 
@@ -136,20 +153,27 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
             call = _sdk_call(self.gateway_config, args, kwargs)
             if call is None:
                 return await super().request(*args, **kwargs)
+            token = _sdk_span.set(call)
             try:
                 result = await super().request(*args, **kwargs)
             except BaseException as exc:
-                _otel.detach(call)
                 _otel.failed(call, exc)
                 raise
-            _otel.detach(call)
+            finally:
+                _sdk_span.reset(token)
+                _otel.detach(call)
             return _otel.sdk_result(call, result)
+
+        async def _process_response(self, *args, **kwargs):
+            _otel.sdk_response(_sdk_span.get(), kwargs["response"])
+            return await super()._process_response(*args, **kwargs)
 
     async def _prepare_options(self, options: Any) -> Any:
         return await super()._prepare_options(_for_gateway(self.gateway_config, options))
 
     async def _prepare_request(self, request: Any) -> None:
         await super()._prepare_request(request)
+        _attempt_started()
         _resolve_key_early(self.gateway_config, request)
 
 
@@ -175,6 +199,25 @@ def _sdk_call(
     return _otel.start_call(
         config, options.method, options.url, options.json_data, context, sdk=True
     )
+
+
+def _attempt_started() -> None:
+    """The SDK sends one more attempt of the call (its retry loop prepares each request)."""
+    call = _sdk_span.get()
+    if call is not None:
+        call.attributes["aigw.attempts"] = call.attributes.get("aigw.attempts", 0) + 1
+
+
+def _retry_coming(delay: float) -> None:
+    """The SDK waits ``delay`` seconds before a retry; it asks for the delay while it handles
+    the attempt's error: a status error (the cause is its status) or a transport error."""
+    call = _sdk_span.get()
+    if call is None:
+        return
+    error = sys.exc_info()[1]
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    cause = str(status) if isinstance(status, int) else type(error).__name__
+    _otel.retrying(call, call.attributes.get("aigw.attempts", 1), delay, cause)
 
 
 def _config_for(config: GatewayConfig | None, kwargs: dict[str, Any]) -> GatewayConfig:

@@ -416,7 +416,29 @@ def test_the_environment_variables_are_the_settings_marked_for_it() -> None:
         "AIGW_TRUST_TENANT_HEADERS_FROM",
         "AIGW_EXTRA_HEADERS",
         "AIGW_API_KEY_RESOLVER",
+        "AIGW_REQUEST_ID_SOURCE",
+        "AIGW_OTEL_SPANS",
+        "AIGW_OTEL_BAGGAGE",
+        "AIGW_OTEL_GATEWAY_ONLY",
     }
+
+
+def test_the_opentelemetry_settings_come_from_the_environment_and_settings_win() -> None:
+    environ = {
+        "AIGW_REQUEST_ID_SOURCE": "trace",
+        "AIGW_OTEL_SPANS": "false",
+        "AIGW_OTEL_BAGGAGE": "true",
+        "AIGW_OTEL_GATEWAY_ONLY": "0",
+    }
+    config = GatewayConfig.from_env(environ)
+    assert (config.request_id_source, config.otel_spans) == ("trace", False)
+    assert (config.otel_baggage, config.otel_gateway_only) == (True, False)
+    flask_keys = GatewayConfig.from_mapping(
+        {"AIGW_REQUEST_ID_SOURCE": "header", "AIGW_OTEL_SPANS": True}, "AIGW_", environ=environ
+    )
+    assert (flask_keys.request_id_source, flask_keys.otel_spans) == ("header", True)
+    with pytest.raises(ConfigurationError, match="AIGW_REQUEST_ID_SOURCE"):
+        GatewayConfig.from_env({"AIGW_REQUEST_ID_SOURCE": "traceparent"})
 
 
 def test_user_session_profile_options_and_key_resolver_settings() -> None:

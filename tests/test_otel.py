@@ -482,32 +482,130 @@ async def test_fastapi_endpoint_one_trace(
 # The OpenAI SDK clients
 
 
-def test_an_openai_sdk_call_has_one_span_and_a_stream_ends_it_when_consumed(
+def sdk_span_attributes(
+    gateway: FakeGateway, response: Any, *, answer: Any, attempts: int = 1
+) -> dict[str, Any]:
+    """What the span of an SDK chat call bound to ``req-sdk`` / acme / ml records."""
+    url = httpx.URL(gateway.base_url)
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": answer.model,
+        "gen_ai.response.id": answer.id,
+        "gen_ai.usage.input_tokens": answer.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": answer.usage.completion_tokens,
+        "gen_ai.conversation.id": "conv-1",
+        "server.address": url.host,
+        "server.port": url.port,
+        "aigw.request_id": "req-sdk",
+        "aigw.tenant": "acme",
+        "aigw.team": "ml",
+        "aigw.user": "u-1",
+        "aigw.gateway_request_id": response.headers["x-request-id"],
+        "aigw.attempts": attempts,
+    }
+
+
+SDK_CONTEXT = {"request_id": "req-sdk", "tenant": "acme", "team": "ml", "user": "u-1"}
+SDK_CONTEXT["session"] = "conv-1"
+
+
+def test_an_openai_sdk_call_has_one_span_with_every_attribute(
     exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
 ) -> None:
     from aigw_middleware.openai import OpenAI
 
     client = OpenAI(config=gateway_config)
-    with bind_context(tenant="acme"):
-        answer = client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+    with bind_context(**SDK_CONTEXT):
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+    client.close()
+    (span,) = ours(exporter)
+    assert (span.name, span.kind) == ("chat gpt-4o-mini", SpanKind.CLIENT)
+    answer = raw.parse()
+    assert dict(span.attributes or {}) == sdk_span_attributes(fake_gateway, raw, answer=answer)
+    sent = fake_gateway.requests[0].headers["traceparent"]
+    assert traceparent_ids(sent)[1] == span.context.span_id
+
+
+async def test_an_async_openai_sdk_call_has_the_same_span(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from aigw_middleware.openai import AsyncOpenAI
+
+    client = AsyncOpenAI(config=gateway_config)
+    with bind_context(**SDK_CONTEXT):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=HELLO,  # type: ignore[arg-type]
+        )
+    await client.close()
+    (span,) = ours(exporter)
+    answer = raw.parse()
+    assert dict(span.attributes or {}) == sdk_span_attributes(fake_gateway, raw, answer=answer)
+
+
+def test_an_openai_sdk_stream_span_ends_after_the_last_chunk_with_every_attribute(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from aigw_middleware.openai import OpenAI
+
+    client = OpenAI(config=gateway_config)
+    with bind_context(**SDK_CONTEXT):
         stream = client.chat.completions.create(
-            model="m",
+            model="gpt-4o-mini",
             messages=HELLO,  # type: ignore[arg-type]
             stream=True,
             stream_options={"include_usage": True},
         )
-        chunks = list(stream)
-    plain, streamed = ours(exporter)
-    assert (plain.name, streamed.name) == ("chat m", "chat m")
-    assert plain.attributes is not None
-    assert streamed.attributes is not None
-    assert plain.attributes["gen_ai.response.id"] == answer.id
-    assert plain.attributes["aigw.tenant"] == "acme"
-    usage = chunks[-1].usage
-    assert usage is not None
-    assert streamed.attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens
-    sent = fake_gateway.requests[0].headers["traceparent"]
-    assert traceparent_ids(sent)[1] == plain.context.span_id
+    chunks = []
+    for chunk in stream:
+        chunks.append(chunk)
+        assert ours(exporter) == [], "the span ended before the stream did"
+    client.close()
+    (span,) = ours(exporter)
+    assert dict(span.attributes or {}) == sdk_span_attributes(
+        fake_gateway, stream.response, answer=chunks[-1]
+    )
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.response.id"] == chunks[0].id
+
+
+async def test_an_async_openai_sdk_stream_span_ends_after_the_last_chunk_with_every_attribute(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from aigw_middleware.openai import AsyncOpenAI
+
+    client = AsyncOpenAI(config=gateway_config)
+    with bind_context(**SDK_CONTEXT):
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=HELLO,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        assert ours(exporter) == [], "the span ended before the stream did"
+    await client.close()
+    (span,) = ours(exporter)
+    assert dict(span.attributes or {}) == sdk_span_attributes(
+        fake_gateway, stream.response, answer=chunks[-1]
+    )
+
+
+def test_an_openai_sdk_stream_closed_early_ends_its_span(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig
+) -> None:
+    from aigw_middleware.openai import OpenAI
+
+    client = OpenAI(config=gateway_config)
+    with client.chat.completions.create(model="m", messages=HELLO, stream=True) as stream:  # type: ignore[arg-type]
+        next(iter(stream))
+        assert ours(exporter) == []
+    (span,) = ours(exporter)
+    assert span.attributes is not None
+    assert (span.name, span.attributes["aigw.attempts"]) == ("chat m", 1)
     client.close()
 
 
@@ -518,10 +616,59 @@ async def test_an_async_openai_stream_closed_early_ends_its_span(
 
     client = AsyncOpenAI(config=gateway_config)
     stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True)  # type: ignore[arg-type]
+    assert ours(exporter) == []
     await stream.close()
     (span,) = ours(exporter)
     assert span.name == "chat m"
     await client.close()
+
+
+# The SDK retries by itself: a 1 ms Retry-After keeps its backoff out of the test's time.
+RETRY_SOON = {"retry-after-ms": "1"}
+
+
+def test_the_sdks_retries_are_counted_and_are_events_on_its_span(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    from aigw_middleware.openai import OpenAI
+
+    fake_gateway.queue_response(503, headers=RETRY_SOON)
+    fake_gateway.queue_response(drop=True)
+    client = OpenAI(config=gateway_config)
+    client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+    client.close()
+    (span,) = ours(exporter)
+    assert span.attributes is not None
+    assert span.attributes["aigw.attempts"] == 3
+    events = [dict(e.attributes or {}) for e in span.events]
+    assert [(e["aigw.attempt"], e["aigw.cause"]) for e in events] == [
+        (1, "503"),
+        (2, "RemoteProtocolError"),
+    ]
+    assert all(isinstance(e["aigw.retry_delay_s"], float) for e in events)
+    assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_a_failed_async_openai_sdk_call_sets_error_type_and_attempts(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig, fake_gateway: FakeGateway
+) -> None:
+    import openai
+
+    from aigw_middleware.openai import AsyncOpenAI
+
+    fake_gateway.queue_response(429, headers=RETRY_SOON, times=2)
+    client = AsyncOpenAI(config=gateway_config.replace(max_retries=1))
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+    await client.close()
+    (span,) = ours(exporter)
+    assert span.attributes is not None
+    assert (span.attributes["error.type"], span.attributes["aigw.attempts"]) == (
+        "RateLimitError",
+        2,
+    )
+    assert [dict(e.attributes or {})["aigw.cause"] for e in span.events] == ["429"]
+    assert span.status.status_code is StatusCode.ERROR
 
 
 def test_with_the_official_openai_instrumentation_there_is_no_second_span(
@@ -543,3 +690,25 @@ def test_with_the_official_openai_instrumentation_there_is_no_second_span(
     assert theirs.kind is SpanKind.CLIENT
     sent = fake_gateway.requests[0].headers["traceparent"]
     assert traceparent_ids(sent) == (theirs.context.trace_id, theirs.context.span_id)
+
+
+async def test_with_the_official_openai_instrumentation_an_async_call_has_its_span_only(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig
+) -> None:
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    from aigw_middleware.openai import AsyncOpenAI
+
+    OpenAIInstrumentor().instrument()
+    try:
+        client = AsyncOpenAI(config=gateway_config)
+        await client.embeddings.create(model="emb", input=["a"])
+        # A call the instrumentation does not trace keeps the span of this package.
+        await client.models.list()
+        await client.close()
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert [s.name for s in ours(exporter)] == ["GET"]
+    (theirs,) = [s for s in exporter.get_finished_spans() if s not in ours(exporter)]
+    assert theirs.attributes is not None
+    assert theirs.attributes["gen_ai.operation.name"] == "embeddings"
