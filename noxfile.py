@@ -3,7 +3,7 @@
     .venv/bin/nox -l                          # the sessions
     .venv/bin/nox -s oldest-together          # one session; arguments after `--` go to pytest
 
-Each session runs the unit suite (``tests/`` without ``tests/e2e`` and without the README and
+Each session runs the unit suite (``tests/`` without ``tests/e2e`` and without the docs and
 typing checks, which need the development tools) in its own virtualenv under
 ``.nox/``. A virtualenv is reused as long as its pins, ``pyproject.toml`` and
 ``requirements/test.txt`` are unchanged; newest-together also re-resolves once a day, to pick up
@@ -39,12 +39,12 @@ PACKAGE_WITH_EXTRAS = f".[{','.join(EXTRAS)}]"
 # Shown at the start of each session: what the suite actually ran against.
 REPORTED = ("django", "flask", "werkzeug", "httpx", "openai", "celery", "kombu")
 REPORTED += ("pytest", "pytest-asyncio", "pytest-django", "starlette", "fastapi", "structlog")
-# The README and typing checks run ruff and mypy, development tools of .venv: the main suite runs
+# The docs and typing checks run ruff and mypy, development tools of .venv: the main suite runs
 # them, on the development versions.
 UNIT_SUITE = (
     "tests",
     "--ignore=tests/e2e",
-    "--ignore=tests/test_readme.py",
+    "--ignore=tests/test_docs.py",
     "--ignore=tests/test_typing.py",
 )
 

@@ -129,10 +129,16 @@ def _usage(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Result:
+    """What every result of a call has: the parsed answer and the three request IDs."""
+
     raw: dict[str, Any]
+    """The gateway's answer as parsed JSON (a list answer is wrapped as ``{"data": [...]}``)."""
     request_id: str
+    """Our request ID, as it went on the wire in ``X-AI-Request-Id``."""
     gateway_request_id: str | None
+    """The gateway's own ID for the call (``helicone-id``, ``x-portkey-trace-id``, ...), if sent."""
     provider_request_id: str | None = None
+    """The provider's request ID as the gateway passed it on (``x-request-id``, ...), if it did."""
 
     #: The accessors checked when the result is made.
     _FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -158,12 +164,16 @@ class _Result:
 
 @dataclass(frozen=True, slots=True)
 class _ModelResult(_Result):
+    """A result that names the model that answered and the tokens it used."""
+
     @property
     def model(self) -> str | None:
+        """The model that answered, as the gateway reports it (``None`` when it does not)."""
         return _text(self.raw.get("model"), "model")
 
     @property
     def usage(self) -> dict[str, Any] | None:
+        """The answer's ``usage`` object (``prompt_tokens``, ``completion_tokens``, ...), if any."""
         return _usage(self.raw)
 
 
@@ -175,6 +185,7 @@ class ChatCompletion(_ModelResult):
 
     @property
     def content(self) -> str:
+        """The text of the first choice's message; ``""`` when it has none."""
         message = _object(_first_choice(self.raw).get("message"), "choices[0].message")
         return _text(message.get("content"), "choices[0].message.content") or ""
 
@@ -184,20 +195,24 @@ class ChatCompletionChunk:
     """One streamed chunk: ``delta`` is the first choice's new text ("" when none)."""
 
     raw: dict[str, Any]
+    """The chunk's ``data:`` event as parsed JSON."""
 
     _FIELDS: ClassVar[tuple[str, ...]] = ("delta", "finish_reason", "usage")
 
     @property
     def delta(self) -> str:
+        """The new text of the first choice in this chunk; ``""`` when it has none."""
         delta = _object(_first_choice(self.raw).get("delta"), "choices[0].delta")
         return _text(delta.get("content"), "choices[0].delta.content") or ""
 
     @property
     def finish_reason(self) -> str | None:
+        """Why the answer ended (``"stop"``, ``"length"``, ...) on the last chunk; else ``None``."""
         return _text(_first_choice(self.raw).get("finish_reason"), "choices[0].finish_reason")
 
     @property
     def usage(self) -> dict[str, Any] | None:
+        """Token usage, on the chunk that carries it (with ``stream_options``); else ``None``."""
         return _usage(self.raw)
 
 
@@ -209,6 +224,7 @@ class Embeddings(_ModelResult):
 
     @property
     def vectors(self) -> list[list[float]]:
+        """One vector per input, in the order of the inputs (sorted by each item's ``index``)."""
         items = [_object(item, "data[]") for item in _list(self.raw.get("data"), "data")]
         for item in items:
             if not isinstance(item.get("index", 0), int):
@@ -230,5 +246,6 @@ class ModelList(_Result):
 
     @property
     def ids(self) -> list[str]:
+        """The ``id`` of each model the gateway lists, in its order."""
         items = (_object(item, "data[]") for item in _list(self.raw.get("data"), "data"))
         return [_text(item.get("id"), "data[].id") or "" for item in items]

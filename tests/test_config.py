@@ -325,15 +325,12 @@ def test_replace_validates_the_change() -> None:
 
 # One source per setting: the docs and the Flask docstring agree with the fields' metadata. ----
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def readme_table(section: str, subsection: str | None = None) -> list[list[str]]:
-    """The rows of the first table under ``## section`` (and ``### subsection``), as cells."""
-    text = README.read_text()
-    text = text[text.index(f"\n## {section}\n") :]
-    if subsection is not None:
-        text = text[text.index(f"\n### {subsection}\n") :]
+def docs_table(page: str) -> list[list[str]]:
+    """The rows of the first table of a page of the docs, as cells."""
+    text = (DOCS / page).read_text()
     lines = text[text.index("\n|") + 1 :].splitlines()
     rows = []
     for line in lines[2:]:
@@ -343,12 +340,8 @@ def readme_table(section: str, subsection: str | None = None) -> list[list[str]]
     return rows
 
 
-def names_in(cell: str) -> list[str]:
-    return [part.strip().strip("`") for part in cell.split(" / ")]
-
-
 def test_the_configuration_table_is_the_fields_metadata() -> None:
-    rows = readme_table("Configuration")
+    rows = docs_table("reference/configuration.md")
     assert [row[0].strip("`") for row in rows] == list(_SETTINGS)
     for row in rows:
         setting = _SETTINGS[row[0].strip("`")]
@@ -356,20 +349,13 @@ def test_the_configuration_table_is_the_fields_metadata() -> None:
         assert row[3] == setting.help, setting.name
 
 
-def test_the_django_settings_table_names_every_key_and_its_variable() -> None:
-    keys: dict[str, str] = {}
-    for row in readme_table("Django", "Settings"):
-        for key in names_in(row[0]):
-            keys[key] = row[2].strip("`")
-    assert keys == {s.django_key: s.env_var or "" for s in _SETTINGS.values()}
-
-
-def test_the_flask_settings_table_names_every_key_and_whether_it_has_a_variable() -> None:
-    keys: dict[str, bool] = {}
-    for row in readme_table("Flask", "Settings"):
-        for key in names_in(row[0]):
-            keys[key] = row[2] == "yes"
-    assert keys == {s.flask_key: s.env_var is not None for s in _SETTINGS.values()}
+def test_django_and_flask_keys_are_the_field_names_as_the_docs_say() -> None:
+    """docs/frameworks: Django's keys are the fields in upper case, Flask's add ``AIGW_``, and an
+    environment variable, where a setting has one, has Flask's name."""
+    for name, setting in _SETTINGS.items():
+        assert setting.django_key == name.upper()
+        assert setting.flask_key == f"AIGW_{name.upper()}"
+        assert setting.env_var in (None, setting.flask_key)
 
 
 def test_the_flask_init_app_docstring_lists_every_key() -> None:
@@ -380,7 +366,7 @@ def test_the_flask_init_app_docstring_lists_every_key() -> None:
 
 
 def test_the_system_checks_table_lists_one_id_per_setting() -> None:
-    ids = {row[0].strip("`"): row[1] for row in readme_table("Django", "System checks")}
+    ids = {row[0].strip("`"): row[1] for row in docs_table("reference/checks.md")}
     for setting in _SETTINGS.values():
         assert setting.django_key in ids.pop(setting.check_id), setting.name
     assert sorted(ids) == [

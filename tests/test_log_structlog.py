@@ -107,7 +107,7 @@ def test_stdlib_records_rendered_by_processor_formatter_get_the_fields() -> None
     }
 
 
-# The JSON logging example of README (Logging section), run as it is written there.
+# The JSON logging example of docs/integrations/logging.md, run as it is written there.
 DOCUMENTED_JSON_CONFIG = """
 import logging.config
 

@@ -3,7 +3,7 @@ worker's gateway calls and log records carry the web request's ID, tenant and te
 
 The test starts its own ``redis-server`` on a free loopback port (scripts/setup.d/20-redis.sh
 installs it), a Celery worker in a thread of this process with one pool thread, and once a
-``celery worker`` process set up as the README (Celery section) shows.
+``celery worker`` process set up as docs/integrations/celery.md shows.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def test_log_record_emitted_inside_the_task_has_the_web_request_id(
     assert record.request_id == "web-django-4"  # type: ignore[attr-defined]
 
 
-# --- a worker process, with the logging setup of the README (Celery section) -----------------------------
+# --- a worker process, with the logging setup of docs/integrations/celery.md -------------------------
 
 BROKER_ENV = "AIGW_TEST_CELERY_REDIS"
 LOG_FIELDS = "[%(request_id)s %(tenant)s/%(team)s]"

@@ -1,9 +1,14 @@
-"""The README's Python blocks run as written.
+"""The Python blocks of the README and of the documentation site (``docs/``) run as written.
 
 Every block compiles and names nothing it does not define or import (ruff's F821). Every block
-that is not a piece of a bigger project runs, in one subprocess, against a FakeGateway that
-``AIGW_BASE_URL`` points at; a block that continues an earlier one runs after it, and a block
-that only defines things gets a few lines that use them (``Plan.epilogue``).
+that is not a fragment runs, in one subprocess, against a FakeGateway that ``AIGW_BASE_URL``
+points at; a block that continues an earlier one runs after it, and a block that only defines
+things gets a few lines that use them (``Plan.epilogue``).
+
+A fragment is a piece of a bigger project that this test does not have (a project's ``asgi.py``,
+a module that imports the project's Celery app): the line right above its fence is an HTML
+comment, invisible on the site, that says why, ``<!-- fragment: needs flask-login -->``.
+Fragments are compiled and linted only.
 """
 
 from __future__ import annotations
@@ -21,43 +26,76 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 RUFF = Path(sys.executable).with_name("ruff")
 
+# A heading, or a fenced block (indented inside a tab or an admonition) with its language.
 _PIECES = re.compile(
-    r"^(#{2,3}) (?P<heading>.+?)$|^```(?P<lang>\w*)\n(?P<code>.*?)^```[ \t]*$", re.M | re.S
+    r"^(?P<hashes>#{1,6}) (?P<heading>.+?)$"
+    r"|^(?P<indent>[ ]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
+    re.M | re.S,
 )
+_FRAGMENT = re.compile(r"<!-- fragment: (?P<reason>[^>]+?) -->")
+
+
+def pages() -> list[Path]:
+    """The README and every page of the site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
 
 
 @dataclass(frozen=True)
 class Block:
+    page: str
     line: int
     heading: str
     code: str
+    #: Why the block does not run, for a fragment; None for a block that runs.
+    fragment: str | None = None
 
     @property
     def id(self) -> str:
-        return f"L{self.line} {self.heading}"
+        return f"{self.page}:{self.line} {self.heading}"
 
 
-@cache
-def python_blocks() -> tuple[Block, ...]:
-    text = README.read_text(encoding="utf-8")
+def _dedent(code: str, indent: str) -> str:
+    return "".join(line.removeprefix(indent) for line in code.splitlines(keepends=True))
+
+
+def page_blocks(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
+    page = path.relative_to(ROOT).as_posix()
     blocks, heading = [], ""
     for match in _PIECES.finditer(text):
         if match["heading"]:
             heading = match["heading"]
-        elif match["lang"] == "python":
+        elif match["lang"] in ("python", "py"):
             line = text.count("\n", 0, match.start()) + 1
-            blocks.append(Block(line, heading, match["code"]))
-    return tuple(blocks)
+            before = text[: match.start()].rstrip().rsplit("\n", 1)[-1].strip()
+            fragment = _FRAGMENT.fullmatch(before)
+            blocks.append(
+                Block(
+                    page,
+                    line,
+                    heading,
+                    _dedent(match["code"], match["indent"]),
+                    fragment["reason"] if fragment else None,
+                )
+            )
+    return blocks
+
+
+@cache
+def python_blocks() -> tuple[Block, ...]:
+    return tuple(block for path in pages() for block in page_blocks(path))
 
 
 def blocks_containing(marker: str) -> list[Block]:
     return [block for block in python_blocks() if marker in block.code]
 
 
-def the_block_containing(marker: str) -> Block:
-    [block] = blocks_containing(marker)
+def the_block_containing(marker: str, page: str | None = None) -> Block:
+    """The one block (of ``page``, if given) that contains ``marker``."""
+    [block] = [block for block in blocks_containing(marker) if page in (None, block.page)]
     return block
 
 
@@ -84,6 +122,8 @@ if not settings.configured:
 from django.test import RequestFactory
 """
 FLASK_APP = "from flask import Flask\napp = Flask(__name__)\n"
+FLASK_PAGE = "docs/frameworks/flask.md"
+FASTAPI_SUMMARY = '@app.get("/summary")\nasync def summary(text: str):'
 DRIVE_FASTAPI = """
 import asyncio
 import httpx
@@ -97,15 +137,6 @@ async def _drive():
 
 asyncio.run(_drive())
 """
-
-# Blocks that are a piece of a project this test does not have: compiled and linted only.
-NOT_RUN: dict[str, str] = {
-    "from flask_login import current_user": "needs flask-login, not one of the dev extras",
-    "from django.core.asgi import get_asgi_application": "a project's asgi.py: needs its settings",
-    "# proj/celery.py: the module": "a module of a Celery project: needs its broker config",
-    "# proj/tasks.py": "imports the project's Celery app",
-    "# proj/celery.py, after install(app)": "continues the project's celery.py",
-}
 
 
 def plans() -> dict[str, Plan]:
@@ -138,7 +169,7 @@ def plans() -> dict[str, Plan]:
                 "assert not logging.getLogger('django.request').disabled\n"
             ),
         ),
-        # The per-call lines the README promises are INFO records.
+        # The per-call lines the docs promise are INFO records.
         "handler.addFilter(CorrelationFilter())\nhandler.setFormatter": Plan(
             epilogue="assert logging.getLogger('aigw_middleware').isEnabledFor(logging.INFO)\n"
         ),
@@ -160,15 +191,13 @@ def plans() -> dict[str, Plan]:
             )
         ),
         '@app.get("/summary")\ndef summary():': Plan(
-            prelude=the_block_containing('app.config["AIGW_BASE_URL"] = ').code
+            prelude=the_block_containing('app.config["AIGW_BASE_URL"] = ', FLASK_PAGE).code
         ),
         '@app.get("/stream")\ndef stream():': Plan(
-            prelude=the_block_containing('app.config["AIGW_BASE_URL"] = ').code
+            prelude=the_block_containing('app.config["AIGW_BASE_URL"] = ', FLASK_PAGE).code
         ),
-        "app.add_middleware(AIGatewayMiddleware)  ": Plan(epilogue=DRIVE_FASTAPI),
-        "def tenant_and_team(scope):": Plan(
-            prelude=the_block_containing("app.add_middleware(AIGatewayMiddleware)  ").code
-        ),
+        FASTAPI_SUMMARY: Plan(epilogue=DRIVE_FASTAPI),
+        "def tenant_and_team(scope):": Plan(prelude=the_block_containing(FASTAPI_SUMMARY).code),
         'extra_headers={"X-AI-Tenant": "batch-import"}': Plan(
             prelude=the_block_containing("client = OpenAI()").code
         ),
@@ -185,16 +214,17 @@ def plans() -> dict[str, Plan]:
     }
 
 
-#: Blocks that must reach the gateway when they run: they call it, as the README says.
+#: Blocks that must reach the gateway when they run: they call it, as their page says.
 CALLS_THE_GATEWAY = (
     "client = get_client()",
     "async def main():",
     "# views.py: no correlation code of its own",
     "def stream_async(request):",
-    "app.add_middleware(AIGatewayMiddleware)  ",
+    FASTAPI_SUMMARY,
     "client = OpenAI()",
     'extra_headers={"X-AI-Tenant": "batch-import"}',
     "def work(topic=",
+    "print(answer.content, answer.request_id",
 )
 
 
@@ -202,10 +232,6 @@ def plan_for(block: Block) -> Plan:
     found = [plan for marker, plan in plans().items() if marker in block.code]
     assert len(found) <= 1, f"{block.id}: more than one plan matches"
     return found[0] if found else Plan()
-
-
-def not_run_reason(block: Block) -> str | None:
-    return next((reason for marker, reason in NOT_RUN.items() if marker in block.code), None)
 
 
 # Runs each block in order in a fresh namespace (after its prelude, before its epilogue) and
@@ -219,7 +245,7 @@ os.environ["AIGW_BASE_URL"] = gateway.base_url
 results = {}
 for item in json.load(sys.stdin):
     before = len(gateway.requests)
-    namespace = {"__name__": "readme_block"}
+    namespace = {"__name__": "docs_block"}
     try:
         for part in (item["prelude"], item["code"], item["epilogue"]):
             exec(compile(part, item["id"], "exec"), namespace)
@@ -238,12 +264,12 @@ def run_results(tmp: Path) -> tuple[dict[str, Any], str]:
     items = [
         {"id": block.id, "code": block.code, **vars(plan_for(block))}
         for block in python_blocks()
-        if not_run_reason(block) is None
+        if block.fragment is None
     ]
     environ = {
         "PATH": "/usr/bin:/bin",
-        "OPENAI_API_KEY": "sk-readme-test",
-        "LITELLM_KEY": "sk-readme-test",
+        "OPENAI_API_KEY": "sk-docs-test",
+        "LITELLM_KEY": "sk-docs-test",
         "PYTHONPATH": str(ROOT),
     }
     out = tmp / "results.json"
@@ -263,18 +289,33 @@ def run_results(tmp: Path) -> tuple[dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def block_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    return run_results(tmp_path_factory.mktemp("readme"))
+    return run_results(tmp_path_factory.mktemp("docs"))
 
 
 BLOCKS = python_blocks()
 IDS = [block.id for block in BLOCKS]
-RUNNABLE = [block for block in BLOCKS if not_run_reason(block) is None]
+RUNNABLE = [block for block in BLOCKS if block.fragment is None]
 
 
-def test_the_readme_has_python_blocks_and_every_marker_matches_one() -> None:
-    assert len(BLOCKS) > 30
-    for marker in [*NOT_RUN, *plans(), *CALLS_THE_GATEWAY]:
-        assert blocks_containing(marker), f"no README block contains {marker!r}"
+def test_the_pages_have_python_blocks_and_every_marker_matches_one() -> None:
+    assert len(RUNNABLE) > 40
+    assert {block.page for block in BLOCKS} >= {"README.md", "docs/index.md"}
+    for marker in [*plans(), *CALLS_THE_GATEWAY]:
+        assert blocks_containing(marker), f"no Python block contains {marker!r}"
+
+
+def test_a_fragment_comment_stands_right_above_a_python_block() -> None:
+    """A fragment marker that drifted away from its block would let the block run unnoticed."""
+    for path in pages():
+        text = path.read_text(encoding="utf-8")
+        fences = [m.span() for m in _PIECES.finditer(text) if m["code"] is not None]
+        for match in _FRAGMENT.finditer(text):
+            if any(start <= match.start() < end for start, end in fences):
+                continue  # shown as an example inside a block
+            following = text[match.end() :].lstrip("\n").lstrip(" ")
+            assert following.startswith(("```python", "```py\n")), (
+                f"{path.relative_to(ROOT)}: {match[0]} is not right above a Python block"
+            )
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=IDS)
@@ -296,7 +337,7 @@ def test_block_names_nothing_undefined(block: Block) -> None:
             "--output-format",
             "concise",
             "--stdin-filename",
-            "readme_block.py",
+            "docs_block.py",
             "-",
         ],
         input=source,
