@@ -27,14 +27,21 @@ PACKAGE = "aigw_middleware"
 DIST_NAME = "aigw-middleware"
 # Each framework module and the extra whose absence it reports; submodules of a framework package
 # (aigw_middleware.django.apps, ...) raise the same error.
-FRAMEWORK_EXTRAS = {"django": "django", "flask": "flask", "openai": "openai", "celery": "celery"}
+FRAMEWORK_EXTRAS = {
+    "django": "django",
+    "flask": "flask",
+    "openai": "openai",
+    "celery": "celery",
+    "rq": "rq",
+    "dramatiq": "dramatiq",
+}
 
 # Runs inside the clean virtualenv: imports every module of the installed wheel and prints, per
 # module, "ok" or the ImportError's message. Framework packages must not be importable there.
 PROBE = """
 import importlib, importlib.metadata, importlib.util, json, sys
 dist, package = sys.argv[1:]
-frameworks = [name for name in ("django", "flask", "openai", "celery", "pytest")
+frameworks = [name for name in ("django", "flask", "openai", "celery", "rq", "dramatiq", "pytest")
               if importlib.util.find_spec(name) is not None]
 modules = sorted(
     ".".join(path.with_suffix("").parts).removesuffix(".__init__")

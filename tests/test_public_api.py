@@ -100,6 +100,7 @@ PUBLIC: dict[str, list[str]] = {
     "aigw_middleware.profiles": [],
     "aigw_middleware.propagation": ["extract", "inject"],
     "aigw_middleware.retry": [],
+    "aigw_middleware.rq": ["CorrelationJob", "CorrelationQueue"],
     "aigw_middleware.testing": ["FakeGateway", "RecordedRequest", "fake_gateway", "main"],
     "aigw_middleware.transport": ["AsyncCorrelationTransport", "CorrelationTransport"],
 }
