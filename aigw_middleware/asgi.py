@@ -86,7 +86,12 @@ class AIGatewayMiddleware:
         headers = _headers_of(scope)
         client = scope.get("client")
         peer = str(client[0]) if client else None
-        context = self.policy.context_for(lambda name: headers.get(name.lower()), peer, scope)
+        get_header = lambda name: headers.get(name.lower())  # noqa: E731
+        if self.policy.resolver_is_async:
+            # Awaited here, on the event loop: no thread hop.
+            context = await self.policy.acontext_for(get_header, peer, scope)
+        else:
+            context = self.policy.context_for(get_header, peer, scope)
         if self.config.echo_request_id:
             send = self._echoing(send, context.request_id.encode("latin-1"))
             scope[_SCOPE_KEY] = context.request_id

@@ -255,7 +255,13 @@ def _resolve_tenant() -> None:
     if not isinstance(context, CorrelationContext):
         return  # not dispatched through app.wsgi_app, e.g. test_request_context()
     policy = _app_state(current_app).policy
-    values = policy.attribution(request.headers.get, _direct_peer(environ), request)
+    # An async resolver runs as Flask runs async views (asgiref's async_to_sync).
+    attribution = (
+        current_app.ensure_sync(policy.aattribution)
+        if policy.resolver_is_async
+        else policy.attribution
+    )
+    values = attribution(request.headers.get, _direct_peer(environ), request)
     context = CorrelationContext(context.request_id, **values)
     environ[_ENVIRON_KEY] = context
     # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which

@@ -6,10 +6,11 @@ peer address and calls :meth:`InboundPolicy.context_for`. Nothing here imports a
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _otel
@@ -60,6 +61,12 @@ class InboundPolicy:
     user_header: str = "X-AI-User"
     session_header: str = "X-AI-Session"
     request_id_source: str = "header"
+    #: True when the resolver is a coroutine function (``async def``, or an object whose
+    #: ``__call__`` is one): async adapters await it on the running event loop.
+    resolver_is_async: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolver_is_async", _is_async_callable(self.resolver))
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> InboundPolicy:
@@ -125,8 +132,25 @@ class InboundPolicy:
         """Tenant, team, user and session for one request; the resolver's values win.
 
         Tenant, team and user come by header only from a trusted peer; the session comes from
-        its header whoever sent it.
+        its header whoever sent it. An async resolver cannot run here: async adapters use
+        :meth:`aattribution`.
         """
+        values = self._from_headers(get_header, peer)
+        if self.resolver is not None and request is not None:
+            _merge(values, self._resolve(request))
+        return values
+
+    async def aattribution(
+        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+    ) -> dict[str, str | None]:
+        """:meth:`attribution` for async adapters: an async resolver is awaited on the running
+        event loop (a sync one is called in line)."""
+        values = self._from_headers(get_header, peer)
+        if self.resolver is not None and request is not None:
+            _merge(values, await self._aresolve(request))
+        return values
+
+    def _from_headers(self, get_header: HeaderGetter, peer: str | None) -> dict[str, str | None]:
         values: dict[str, str | None] = {
             "tenant": None,
             "team": None,
@@ -140,10 +164,6 @@ class InboundPolicy:
                 ("user", self.user_header),
             ):
                 values[key] = _checked(key, name, get_header(name))
-        if self.resolver is not None and request is not None:
-            for key, value in self._resolve(request).items():
-                if value is not None:
-                    values[key] = value
         return values
 
     def tenant_and_team(
@@ -160,26 +180,75 @@ class InboundPolicy:
         except Exception:
             _logger.exception("aigw: tenant resolver failed; continuing without its values")
             return {}
-        values = _resolver_values(result)
-        if values is None:
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: closed, so Python does not warn about it
             _logger.error(
-                "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with any "
-                "of the keys %s, or None; continuing without its values",
-                _described(result),
-                ", ".join(_RESOLVER_KEYS),
+                "aigw: the tenant resolver is async, and this adapter calls it from sync code; "
+                "continuing without its values"
             )
             return {}
-        return {key: _checked(key, key, value) for key, value in values.items()}
+        return _resolved(result)
+
+    async def _aresolve(self, request: Any) -> dict[str, str | None]:
+        assert self.resolver is not None
+        try:
+            result = self.resolver(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            _logger.exception("aigw: tenant resolver failed; continuing without its values")
+            return {}
+        return _resolved(result)
 
     def context_for(
         self, get_header: HeaderGetter, peer: str | None, request: Any = None
     ) -> CorrelationContext:
         """The whole context for one incoming request."""
-        values = self.attribution(get_header, peer, request)
+        return self._context(get_header, self.attribution(get_header, peer, request))
+
+    async def acontext_for(
+        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+    ) -> CorrelationContext:
+        """:meth:`context_for` for async adapters: an async resolver is awaited on the running
+        event loop, with no thread hop."""
+        return self._context(get_header, await self.aattribution(get_header, peer, request))
+
+    def _context(
+        self, get_header: HeaderGetter, values: dict[str, str | None]
+    ) -> CorrelationContext:
         trace_id = _otel.current_trace_id()
         return CorrelationContext(
             self.request_id(get_header, trace_id), **values, trace_id=trace_id
         )
+
+
+def _is_async_callable(fn: object) -> bool:
+    """True for a coroutine function, a partial of one, or an object whose ``__call__`` is one."""
+    if fn is None:
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _resolved(result: object) -> dict[str, str | None]:
+    """A resolver's result as checked values; a refused shape is logged and gives none."""
+    values = _resolver_values(result)
+    if values is None:
+        _logger.error(
+            "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with any "
+            "of the keys %s, or None; continuing without its values",
+            _described(result),
+            ", ".join(_RESOLVER_KEYS),
+        )
+        return {}
+    return {key: _checked(key, key, value) for key, value in values.items()}
+
+
+def _merge(values: dict[str, str | None], resolved: dict[str, str | None]) -> None:
+    """The resolver's values win where it gave one."""
+    for key, value in resolved.items():
+        if value is not None:
+            values[key] = value
 
 
 def _resolver_values(result: object) -> dict[str, object] | None:

@@ -404,11 +404,21 @@ def _asgi_wrap(name: str, app: ASGIApp) -> ASGIApp | Skipped:
     if name == "aigw_resolver":
         from aigw_middleware.asgi import AIGatewayMiddleware
 
-        # A sync resolver: the middleware calls it in line (an async one is not awaited).
+        # A sync resolver: the middleware calls it in line.
         def resolver(scope: Scope) -> tuple[str, str]:
             return "acme", "ml"
 
         return AIGatewayMiddleware(app, base_url="http://127.0.0.1:9/v1", tenant_resolver=resolver)
+    if name == "aigw_async_resolver":
+        from aigw_middleware.asgi import AIGatewayMiddleware
+
+        # An async resolver: awaited on the event loop.
+        async def async_resolver(scope: Scope) -> tuple[str, str]:
+            return "acme", "ml"
+
+        return AIGatewayMiddleware(
+            app, base_url="http://127.0.0.1:9/v1", tenant_resolver=async_resolver
+        )
     missing = _missing("asgi_correlation_id", "starlette")
     if missing:
         return missing
@@ -429,7 +439,7 @@ def _aigw_bound_with_tenant(request: Any) -> object:
 def _bound_for(name: str) -> Callable[[Any], object] | None:
     if name == "baseline":
         return None
-    if name == "aigw_resolver":
+    if name in ("aigw_resolver", "aigw_async_resolver"):
         return _aigw_bound_with_tenant
     if name.startswith("aigw"):
         return _aigw_bound
@@ -542,7 +552,13 @@ def groups() -> dict[str, dict[str, VariantFactory]]:
         },
         "asgi": {
             name: _bare_asgi(name)
-            for name in ("baseline", "aigw", "aigw_resolver", "asgi_correlation_id")
+            for name in (
+                "baseline",
+                "aigw",
+                "aigw_resolver",
+                "aigw_async_resolver",
+                "asgi_correlation_id",
+            )
         },
         "starlette": {
             name: _starlette(name) for name in ("baseline", "aigw", "asgi_correlation_id")

@@ -129,7 +129,8 @@ def targets(results: Results) -> list[tuple[bool | None, str]]:
         peers = {
             name: value(group, name, "instr") - base  # type: ignore[operator]
             for name in results[group]
-            if name not in ("baseline", "aigw", "aigw_resolver")
+            if name != "baseline"
+            and not name.startswith("aigw")
             and value(group, name, "instr") is not None
         }
         for name, peer_adds in peers.items():
@@ -140,14 +141,17 @@ def targets(results: Results) -> list[tuple[bool | None, str]]:
                 )
             )
 
-    resolver, plain = value("asgi", "aigw_resolver", "instr"), value("asgi", "aigw", "instr")
-    if resolver is not None and plain is not None:
-        found.append(
-            (
-                resolver - plain <= INBOUND_BUDGET,
-                f"asgi: a tenant resolver adds {resolver - plain:,.0f} instr (called in line, no thread hop)",
+    plain = value("asgi", "aigw", "instr")
+    for variant, kind in (("aigw_resolver", "sync"), ("aigw_async_resolver", "async")):
+        resolver = value("asgi", variant, "instr")
+        if resolver is not None and plain is not None:
+            found.append(
+                (
+                    resolver - plain <= INBOUND_BUDGET,
+                    f"asgi: a {kind} tenant resolver adds {resolver - plain:,.0f} instr "
+                    "(no thread hop)",
+                )
             )
-        )
 
     def ratio(
         group: str, variant: str, over: str, limit: float, what: str, key: str = "instr"

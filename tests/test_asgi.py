@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -196,6 +197,23 @@ async def test_the_tenant_resolver_receives_the_asgi_scope(gateway_config: Gatew
     assert (body["tenant"], body["team"]) == ("acme", "web")
     assert received[0]["type"] == "http"
     assert received[0]["path"] == "/context"
+
+
+async def test_an_async_resolver_is_awaited_on_the_event_loop_thread(
+    gateway_config: GatewayConfig,
+) -> None:
+    threads: list[int] = []
+
+    async def resolver(scope: Any) -> dict[str, str]:
+        threads.append(threading.get_ident())
+        await asyncio.sleep(0)
+        return {"tenant": scope["query_string"].decode().removeprefix("tenant="), "team": "web"}
+
+    async with client_for(starlette_app(config=gateway_config, tenant_resolver=resolver)) as c:
+        body = (await c.get("/context?tenant=acme")).json()
+
+    assert (body["tenant"], body["team"]) == ("acme", "web")
+    assert threads == [threading.get_ident()]
 
 
 async def test_the_resolver_user_and_the_incoming_session_are_bound(

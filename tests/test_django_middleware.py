@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import wsgiref.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
@@ -27,7 +29,7 @@ from aigw_middleware.errors import ConfigurationError
 from aigw_middleware.testing import FakeGateway
 
 from .disconnect import serve_to_a_client_that_leaves
-from .djangoapp import views
+from .djangoapp import resolvers, views
 
 VIEWS = ["/plain/", "/plain-async/", "/stream/", "/stream-async/"]
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -300,6 +302,61 @@ async def test_resolver_reads_the_logged_in_user_under_async(
     headers = gateway_headers(fake_gateway)
     assert headers["x-ai-tenant"] == "bob"
     assert headers["x-ai-team"] == "members"
+
+
+async def test_an_async_resolver_runs_on_the_event_loop_without_a_thread_hop(
+    async_client: AsyncClient, aigw: Callable[..., None], fake_gateway: FakeGateway
+) -> None:
+    aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.async_fixed_tenant")
+    resolvers.async_resolver_threads.clear()
+
+    await async_client.get("/plain-async/", headers={"X-AI-Request-Id": "req-async-resolver"})
+
+    assert resolvers.async_resolver_threads == [threading.get_ident()]
+    headers = gateway_headers(fake_gateway)
+    assert headers["x-ai-request-id"] == "req-async-resolver"
+    assert (headers["x-ai-tenant"], headers["x-ai-team"]) == ("async-tenant", "async-team")
+
+
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="request.auser() is new in Django 5.0")
+@pytest.mark.django_db(transaction=True)
+async def test_an_async_resolver_reads_the_logged_in_user_with_auser(
+    async_client: AsyncClient, aigw: Callable[..., None], fake_gateway: FakeGateway
+) -> None:
+    aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.async_tenant_from_user")
+    user = await sync_to_async(User.objects.create_user)("dave", is_staff=True)
+    await sync_to_async(async_client.force_login)(user)
+
+    await async_client.get("/plain-async/")
+
+    headers = gateway_headers(fake_gateway)
+    assert (headers["x-ai-tenant"], headers["x-ai-team"]) == ("dave", "staff")
+
+
+def test_an_async_resolver_also_works_when_the_stack_runs_sync(
+    client: Client, aigw: Callable[..., None], fake_gateway: FakeGateway
+) -> None:
+    aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.async_fixed_tenant")
+
+    response = client.get("/plain/", headers={"X-AI-Request-Id": "req-sync-stack"})
+
+    assert response.status_code == 200
+    headers = gateway_headers(fake_gateway)
+    assert headers["x-ai-request-id"] == "req-sync-stack"
+    assert (headers["x-ai-tenant"], headers["x-ai-team"]) == ("async-tenant", "async-team")
+
+
+async def test_a_sync_resolver_under_async_runs_in_a_worker_thread(
+    async_client: AsyncClient, aigw: Callable[..., None], fake_gateway: FakeGateway
+) -> None:
+    aigw(TENANT_RESOLVER="tests.djangoapp.resolvers.thread_noting_tenant")
+    resolvers.sync_resolver_threads.clear()
+
+    await async_client.get("/plain-async/")
+
+    assert len(resolvers.sync_resolver_threads) == 1
+    assert resolvers.sync_resolver_threads != [threading.get_ident()]
+    assert gateway_headers(fake_gateway)["x-ai-tenant"] == "sync-tenant"
 
 
 @pytest.mark.django_db

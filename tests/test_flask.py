@@ -446,6 +446,23 @@ def test_the_resolver_wins_over_trusted_headers_field_by_field(fake_gateway: Fak
     assert gateway_headers(fake_gateway)["x-ai-team"] == "header-team"
 
 
+def test_an_async_resolver_works_as_flask_runs_async_views(fake_gateway: FakeGateway) -> None:
+    app = make_app(fake_gateway)
+
+    async def resolver(req: Any) -> dict[str, str | None]:
+        return {"tenant": req.args.get("tenant"), "team": "async-team"}
+
+    AIGateway(app, tenant_resolver=resolver)
+
+    app.test_client().get("/chat?tenant=acme", headers={"X-AI-Request-Id": "req-async"})
+
+    assert gateway_headers(fake_gateway) == {
+        "x-ai-request-id": "req-async",
+        "x-ai-tenant": "acme",
+        "x-ai-team": "async-team",
+    }
+
+
 def test_the_resolver_can_be_named_in_app_config(fake_gateway: FakeGateway) -> None:
     app = make_app(fake_gateway, AIGW_TENANT_RESOLVER=f"{__name__}.query_resolver")
     AIGateway(app)

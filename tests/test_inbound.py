@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -271,3 +273,63 @@ def test_custom_user_and_session_header_names() -> None:
     headers = getter({"X-User": "u-1", "X-Conversation": "c-1", "X-AI-Session": "ignored"})
     assert p.context_for(headers, None).session == "c-1"
     assert p_trusted.context_for(headers, "::1").user == "u-1"
+
+
+async def test_an_async_resolver_is_awaited_by_the_async_context() -> None:
+    async def resolver(request: object) -> dict[str, str]:
+        await asyncio.sleep(0)
+        return {"tenant": "acme", "user": "u-1"}
+
+    p = policy(tenant_resolver=resolver)
+    context = await p.acontext_for(getter({"X-AI-Request-Id": "req-1"}), None, object())
+
+    assert p.resolver_is_async
+    assert (context.request_id, context.tenant, context.user) == ("req-1", "acme", "u-1")
+
+
+async def test_the_async_context_calls_a_sync_resolver_in_line() -> None:
+    p = policy(tenant_resolver=lambda request: ("acme", "ml"))
+
+    context = await p.acontext_for(getter({}), None, object())
+
+    assert not p.resolver_is_async
+    assert (context.tenant, context.team) == ("acme", "ml")
+
+
+async def test_an_async_resolver_that_raises_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def resolver(request: object) -> tuple[str, str]:
+        raise RuntimeError("directory down")
+
+    context = await policy(tenant_resolver=resolver).acontext_for(getter({}), None, object())
+
+    assert context.tenant is None
+    assert "resolver failed" in caplog.text
+
+
+def test_an_object_with_an_async_call_and_a_partial_count_as_async_resolvers() -> None:
+    class Resolver:
+        async def __call__(self, request: object) -> None:
+            return None
+
+    async def resolve(request: object, team: str) -> tuple[str, str]:
+        return "acme", team
+
+    assert policy(tenant_resolver=Resolver()).resolver_is_async
+    assert policy(tenant_resolver=functools.partial(resolve, team="ml")).resolver_is_async
+    assert not policy(tenant_resolver=lambda request: None).resolver_is_async
+
+
+def test_an_async_resolver_called_from_sync_code_is_a_logged_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def resolver(request: object) -> tuple[str, str]:
+        return "acme", "ml"
+
+    # pytest turns the warning for a coroutine that was never awaited into an error.
+    context = policy(tenant_resolver=resolver).context_for(getter({}), None, object())
+
+    assert context.tenant is None
+    error = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    assert "resolver is async" in error.getMessage()

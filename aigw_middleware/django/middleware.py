@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import cast
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.http import FileResponse, HttpRequest, StreamingHttpResponse
@@ -74,8 +74,11 @@ class AIGatewayMiddleware:
         config, policy = _conf.loaded()
         if policy.resolver is None:
             context = _context_for(request, policy)
+        elif policy.resolver_is_async:
+            # An async resolver runs on the event loop: no thread hop.
+            context = await _acontext_for(request, policy)
         else:
-            # The resolver may read request.user, whose lazy database lookup is sync-only.
+            # A sync resolver may read request.user, whose lazy database lookup is sync-only.
             context = await sync_to_async(_context_for)(request, policy)
         token = _set_context(context)
         try:
@@ -95,7 +98,18 @@ def request_context(request: HttpRequest) -> CorrelationContext:
 
 
 def _context_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationContext:
+    if policy.resolver_is_async:
+        # Sync mode (WSGI) with an async resolver: run it as Django runs async middleware there.
+        return async_to_sync(_acontext_for)(request, policy)
     context = policy.context_for(
+        request.headers.get, request.META.get("REMOTE_ADDR") or None, request
+    )
+    request.correlation = context  # type: ignore[attr-defined]
+    return context
+
+
+async def _acontext_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationContext:
+    context = await policy.acontext_for(
         request.headers.get, request.META.get("REMOTE_ADDR") or None, request
     )
     request.correlation = context  # type: ignore[attr-defined]
