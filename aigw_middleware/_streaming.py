@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any
 
 import httpx
 
 from . import _otel
-from ._attempts import connection_error
+from ._attempts import connection_error, target_of
 from ._results import (
     ChatCompletionChunk,
     ShapeError,
@@ -18,7 +19,7 @@ from ._results import (
     provider_request_id,
 )
 from .context import CorrelationContext
-from .errors import _classify, _parse_error_body
+from .errors import GatewayConnectionError, _classify, _parse_error_body
 
 _DONE = "[DONE]"
 
@@ -53,9 +54,10 @@ class SSEDecoder:
         return self.feed("") if self._data else None
 
 
-def iter_events(lines: Iterable[str]) -> Iterator[str]:
-    """The data of each event in ``lines``, until ``[DONE]`` or the end."""
-    decoder = SSEDecoder()
+def iter_events(lines: Iterable[str], decoder: SSEDecoder | None = None) -> Iterator[str]:
+    """The data of each event in ``lines``, until ``[DONE]`` or the end; ``decoder.done``
+    then tells which of the two it was."""
+    decoder = decoder or SSEDecoder()
     for line in lines:
         data = decoder.feed(line)
         if data is not None:
@@ -67,9 +69,11 @@ def iter_events(lines: Iterable[str]) -> Iterator[str]:
         yield last
 
 
-async def aiter_events(lines: AsyncIterable[str]) -> AsyncIterator[str]:
+async def aiter_events(
+    lines: AsyncIterable[str], decoder: SSEDecoder | None = None
+) -> AsyncIterator[str]:
     """The async :func:`iter_events`."""
-    decoder = SSEDecoder()
+    decoder = decoder or SSEDecoder()
     async for line in lines:
         data = decoder.feed(line)
         if data is not None:
@@ -79,6 +83,13 @@ async def aiter_events(lines: AsyncIterable[str]) -> AsyncIterator[str]:
     last = decoder.finish()
     if last is not None:
         yield last
+
+
+def _has_finish_reason(event: dict[str, Any]) -> bool:
+    choices = event.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(choice, dict) and choice.get("finish_reason") for choice in choices
+    )
 
 
 class _Stream:
@@ -92,6 +103,8 @@ class _Stream:
         self._context = context
         self._attempts = attempts
         self._span = _otel.stream_span(response)
+        self._decoder = SSEDecoder()
+        self._finished = False  # a choice had its finish_reason
 
     def _chunk(self, data: str) -> ChatCompletionChunk:
         """The chunk in one event's data; an error event raises as the error it reports, and
@@ -103,7 +116,9 @@ class _Stream:
             if self._span is not None:
                 _otel.record_body(self._span, event)
             if "error" not in event:
-                return checked(ChatCompletionChunk(event), ChatCompletionChunk._FIELDS)
+                chunk = checked(ChatCompletionChunk(event), ChatCompletionChunk._FIELDS)
+                self._finished = self._finished or _has_finish_reason(event)
+                return chunk
         except ShapeError as exc:
             error = malformed(
                 self.response, self._context, self._attempts, f"an event in the stream {exc}"
@@ -122,6 +137,22 @@ class _Stream:
         )
         _otel.failed(self._span, status_error)
         raise status_error
+
+    def _check_complete(self) -> None:
+        """A stream that ended with neither ``[DONE]`` nor a finish reason was cut short: a
+        gateway that lost its upstream may end its own stream cleanly (the OpenAI SDK then
+        stops silently); here it is a :class:`GatewayConnectionError`, as a broken connection
+        is, never a short answer taken as whole."""
+        if self._decoder.done or self._finished:
+            return
+        error = GatewayConnectionError(
+            "the stream ended before [DONE] or a finish_reason: the answer is incomplete",
+            request_id=self.request_id,
+            attempts=self._attempts,
+            target=target_of(self.response.request.url),
+        )
+        _otel.failed(self._span, error)
+        raise error
 
     def _failed(self, exc: httpx.TransportError | httpx.DecodingError) -> Exception:
         error: Exception
@@ -143,8 +174,9 @@ class ChatStream(_Stream):
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         try:
-            for data in iter_events(self.response.iter_lines()):
+            for data in iter_events(self.response.iter_lines(), self._decoder):
                 yield self._chunk(data)
+            self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
         finally:
@@ -167,8 +199,9 @@ class AsyncChatStream(_Stream):
 
     async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         try:
-            async for data in aiter_events(self.response.aiter_lines()):
+            async for data in aiter_events(self.response.aiter_lines(), self._decoder):
                 yield self._chunk(data)
+            self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
         finally:

@@ -369,6 +369,74 @@ def test_a_corrupt_compressed_stream_is_a_gateway_error() -> None:
         read_stream(client)
 
 
+def sse_of(*events: dict[str, Any] | str) -> bytes:
+    return b"".join(
+        b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n" for e in events
+    )
+
+
+def delta(content: str, finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish_reason}]
+    }
+
+
+# What Portkey sends when its upstream's stream is cut: the events so far, then a clean end.
+CUT_CLEANLY = sse_of(delta("Hello "), delta("from "))
+COMPLETE_STREAMS = {
+    "[DONE] without a finish reason": sse_of(delta("Hello "), delta("there"), "[DONE]"),
+    "a finish reason without [DONE]": sse_of(delta("Hello "), delta("there", "stop")),
+    "both": sse_of(delta("Hello "), delta("there"), delta("", "stop"), "[DONE]"),
+}
+
+
+def test_a_stream_that_ends_without_done_or_a_finish_reason_is_a_connection_error() -> None:
+    gateway = Recorder(answer(content=CUT_CLEANLY))
+    deltas: list[str] = []
+
+    def read() -> None:
+        for chunk in client.chat.completions.create(model="m", messages=HI, stream=True):
+            deltas.append(chunk.delta)
+
+    with (
+        sync_client(gateway) as client,
+        bind_context(request_id="req-cut"),
+        pytest.raises(GatewayConnectionError) as caught,
+    ):
+        read()
+    assert deltas == ["Hello ", "from "]  # what came before the cut is still seen
+    assert (caught.value.request_id, caught.value.attempts) == ("req-cut", 1)
+    assert "incomplete" in str(caught.value)
+    assert len(gateway.requests) == 1  # a stream is never sent again
+
+
+async def test_async_a_stream_that_ends_without_done_or_a_finish_reason_is_a_connection_error() -> (
+    None
+):
+    gateway = Recorder(answer(content=CUT_CLEANLY))
+    async with async_client(gateway) as client:
+        with bind_context(request_id="req-cut"), pytest.raises(GatewayConnectionError) as caught:
+            await aread_stream(client)
+    assert (caught.value.request_id, caught.value.attempts) == ("req-cut", 1)
+
+
+@pytest.mark.parametrize("body", [b"", b": keep-alive\n\n"], ids=["empty", "comment only"])
+def test_a_stream_with_no_event_at_all_is_a_connection_error(body: bytes) -> None:
+    with (
+        sync_client(Recorder(answer(content=body))) as client,
+        pytest.raises(GatewayConnectionError),
+    ):
+        read_stream(client)
+
+
+@pytest.mark.parametrize("sse", COMPLETE_STREAMS.values(), ids=COMPLETE_STREAMS.keys())
+async def test_a_stream_ended_by_done_or_a_finish_reason_is_complete(sse: bytes) -> None:
+    with sync_client(Recorder(answer(content=sse))) as client:
+        assert "".join(read_stream(client)) == "Hello there"
+    async with async_client(Recorder(answer(content=sse))) as aclient:
+        assert "".join(await aread_stream(aclient)) == "Hello there"
+
+
 def test_a_deeply_nested_503_body_is_still_retried_and_classified() -> None:
     gateway = Recorder(answer(503, content=nested(100_000)), answer(json=completion("ok")))
     with sync_client(gateway, max_retries=1) as client:
