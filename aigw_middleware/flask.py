@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,9 @@ from .config import _SETTINGS, GatewayConfig, TenantResolver
 from .context import BoundIterator, CorrelationContext, _reset_context, _set_context
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
+from .wsgi import _clients_active, _direct_peer, _echoing
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["AIGateway"]
@@ -228,25 +228,6 @@ class _CorrelationMiddleware:
         return BoundIterator(body, environ[_ENVIRON_KEY], lambda: _clients_active(clients))
 
 
-@contextlib.contextmanager
-def _clients_active(clients: SharedClients) -> Iterator[None]:
-    token = activate(clients)
-    try:
-        yield
-    finally:
-        deactivate(token)
-
-
-def _direct_peer(environ: WSGIEnvironment) -> str | None:
-    """The address of the direct peer, also when werkzeug's ``ProxyFix`` rewrote REMOTE_ADDR."""
-    # Trust is decided on the connection's peer whether ProxyFix wraps this middleware or not.
-    original = environ.get("werkzeug.proxy_fix.orig")
-    if isinstance(original, dict) and original.get("REMOTE_ADDR"):
-        return str(original["REMOTE_ADDR"])
-    peer = environ.get("REMOTE_ADDR")
-    return str(peer) if peer else None
-
-
 def _resolve_tenant() -> None:
     """The first ``before_request`` function: tenant, team, user and session from the resolver
     and headers."""
@@ -285,16 +266,3 @@ def _deactivate_app_clients(exc: BaseException | None) -> None:
         # that must not fail the teardown (and the response) of the request.
         with contextlib.suppress(ValueError):
             deactivate(token)
-
-
-def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:
-    lowered = name.lower()
-
-    def start(
-        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-    ) -> Callable[[bytes], object]:
-        headers = [(key, val) for key, val in headers if key.lower() != lowered]
-        headers.append((name, value))
-        return start_response(status, headers, exc_info)
-
-    return start

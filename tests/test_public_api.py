@@ -103,6 +103,7 @@ PUBLIC: dict[str, list[str]] = {
     "aigw_middleware.rq": ["CorrelationJob", "CorrelationQueue"],
     "aigw_middleware.testing": ["FakeGateway", "RecordedRequest", "fake_gateway", "main"],
     "aigw_middleware.transport": ["AsyncCorrelationTransport", "CorrelationTransport"],
+    "aigw_middleware.wsgi": ["AIGatewayMiddleware"],
 }
 
 
