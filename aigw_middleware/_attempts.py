@@ -25,7 +25,7 @@ import anyio
 import httpx
 
 from . import _otel
-from ._httpx import timeout_for, without_credentials
+from ._httpx import deadline_bound, timeout_for, without_credentials
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, _safe_context, current_context
@@ -199,9 +199,16 @@ class Attempts:
         return response.is_success and self.spec.stream
 
     def exceeded(self, request: httpx.Request) -> DeadlineExceeded:
+        return DeadlineExceeded(self._passed(), request=request)
+
+    def _passed(self) -> str:
         which = "call" if self.deadline >= self.call_deadline else "attempt"
         seconds = self.config.call_deadline if which == "call" else self.config.attempt_deadline
-        return DeadlineExceeded(f"the {which} deadline of {seconds:g}s passed", request=request)
+        return f"the {which} deadline of {seconds:g}s passed"
+
+    def bound(self) -> contextlib.AbstractContextManager[None]:
+        """The sync clients' blocking I/O in this block ends at the attempt's deadline."""
+        return deadline_bound(self.deadline, self._passed())
 
     def unreadable(self, response: httpx.Response, exc: httpx.DecodingError) -> float:
         """A body that does not decode: an error status is judged by its status alone."""
@@ -276,10 +283,10 @@ def _targets(config: GatewayConfig) -> _Targets:
 
 
 class _DeadlineStream(httpx.SyncByteStream):
-    """A response body that ends with :class:`DeadlineExceeded` once the attempt's deadline
-    passes. Blocking reads cannot be interrupted: each read waits at most the read timeout
-    (itself no longer than the time left when the attempt started), and the deadline is checked
-    as each piece arrives."""
+    """A response body that ends with a timeout once the attempt's deadline passes: each
+    blocking read of the client's own transport waits at most until the deadline
+    (:func:`~aigw_middleware._httpx.deadline_bound`), and with any other transport the deadline
+    is checked as each piece arrives."""
 
     def __init__(self, inner: httpx.SyncByteStream, call: Attempts, request: httpx.Request):
         self._inner = inner
@@ -287,7 +294,12 @@ class _DeadlineStream(httpx.SyncByteStream):
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._inner:
+        chunks = iter(self._inner)
+        while True:
+            with self._call.bound():
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
             if self._call.remaining() <= 0:
                 raise self._call.exceeded(self._request)
             yield chunk
@@ -336,7 +348,8 @@ def send(
         while True:
             request = call.next_request()
             try:
-                response = http.send(request, stream=True)
+                with call.bound():
+                    response = http.send(request, stream=True)
                 if call.received(response):
                     answer = response
                     return response, call.context, call.attempt

@@ -6,11 +6,16 @@ the SDK's HTTP clients of :mod:`aigw_middleware.openai`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
 import urllib.request
+from collections.abc import Iterable, Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import ModuleType
 from typing import Any
 
+import httpcore
 import httpx
 
 from ._version import __version__
@@ -25,6 +30,100 @@ def timeout_for(seconds: float, http: ModuleType = httpx) -> httpx.Timeout:
     pool, at most 5 s to connect. ``http`` is the httpx-compatible package to build it with."""
     timeout: httpx.Timeout = http.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
     return timeout
+
+
+#: The wall-clock deadline (``time.monotonic()``) of the attempt whose blocking I/O runs here,
+#: and how to name it in the timeout it ends with.
+_deadline: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(
+    "aigw_attempt_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline_bound(deadline: float, name: str) -> Iterator[None]:
+    """Every blocking read, write and connect of the sync clients in this block waits at most
+    until ``deadline``, then fails with a timeout naming it: a gateway that drip-feeds its answer
+    a byte at a time cannot keep an attempt alive past its deadline, headers included."""
+    token = _deadline.set((deadline, name))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+    bound = _deadline.get()
+    if bound is None:
+        return timeout
+    left = bound[0] - time.monotonic()
+    if left <= 0:
+        raise error(bound[1])
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineNetworkStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineNetworkStream(self._inner.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineNetworkStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_unix_socket(path, bounded, socket_options)
+        return _DeadlineNetworkStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def http_transport(proxy: str | None) -> httpx.HTTPTransport:
+    """httpx's sync transport, its blocking I/O bounded by :func:`deadline_bound`.
+
+    httpx takes no network backend, so its connection pool's is wrapped (the pool reads it for
+    each new connection); should a later httpx hide it, the transport works as before, bounded
+    by the read timeout alone (the reliability suite's drip-fed checks would say so).
+    """
+    transport = httpx.HTTPTransport(proxy=proxy)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return transport
 
 
 class _RejectAllCookies(DefaultCookiePolicy):

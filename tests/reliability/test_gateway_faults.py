@@ -271,9 +271,14 @@ ATTEMPT_DEADLINE = 1.0
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_drip_fed_answer_is_cut_at_the_attempt_deadline(figures: Figures, mode: str) -> None:
-    # 30 bytes 0.2 s apart: 6 s in all, while each read waits far less than the read timeout.
-    drip = DripGateway(COMPLETION[:30], interval=0.2)
+@pytest.mark.parametrize("part", ["body", "head"])
+def test_a_drip_fed_answer_is_cut_at_the_attempt_deadline(
+    figures: Figures, mode: str, part: str
+) -> None:
+    # A byte every 0.2 s (the head: every 0.05 s): several seconds in all, while each read
+    # waits far less than the read timeout.
+    drip = DripGateway(COMPLETION[:30], interval=0.2 if part == "body" else 0.05)
+    drip.drip_head = part == "head"
     settings = {"timeout": 5.0, "attempt_deadline": ATTEMPT_DEADLINE, "max_retries": 0}
     with drip.running():
         if mode == "sync":
@@ -281,20 +286,23 @@ def test_a_drip_fed_answer_is_cut_at_the_attempt_deadline(figures: Figures, mode
         else:
             observed = asyncio.run(async_chat(drip.base_url, **settings))
 
-    record(figures, f"drip-fed body ({mode}), attempt deadline 1 s", observed)
+    record(figures, f"drip-fed {part} ({mode}), attempt deadline 1 s", observed)
     assert isinstance(observed.error, GatewayTimeoutError), repr(observed.error)
     assert observed.attempts == 1
-    # Sync reads end at the first byte after the deadline (one interval late at most).
-    assert observed.seconds < ATTEMPT_DEADLINE + 0.2 + 0.5
+    assert observed.seconds < ATTEMPT_DEADLINE + 0.5
 
 
-def test_a_drip_fed_stream_is_cut_at_the_attempt_deadline(figures: Figures) -> None:
+@pytest.mark.parametrize("part", ["body", "head"])
+def test_a_drip_fed_stream_is_cut_at_the_attempt_deadline(figures: Figures, part: str) -> None:
     events = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n' * 20
     drip = DripGateway(events, interval=0.02, content_type="text/event-stream")
+    drip.drip_head = part == "head"
     with drip.running():
-        _, observed = stream(drip.base_url, timeout=5.0, attempt_deadline=ATTEMPT_DEADLINE)
+        _, observed = stream(
+            drip.base_url, timeout=5.0, attempt_deadline=ATTEMPT_DEADLINE, max_retries=0
+        )
 
-    record(figures, "drip-fed stream, attempt deadline 1 s", observed)
+    record(figures, f"drip-fed stream {part}, attempt deadline 1 s", observed)
     assert isinstance(observed.error, GatewayTimeoutError), repr(observed.error)
     assert observed.seconds < ATTEMPT_DEADLINE + 0.5
 
