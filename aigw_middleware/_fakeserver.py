@@ -55,10 +55,15 @@ class RecordedRequest:
     """
 
     method: str
+    """The HTTP method, e.g. ``"POST"``."""
     path: str
+    """The path with the query string, e.g. ``"/v1/chat/completions"``."""
     headers: httpx.Headers
+    """The request headers: case-insensitive, repeated headers kept."""
     body: bytes
+    """The raw request body."""
     json: Any
+    """The body parsed as JSON, or None when it is empty or not JSON."""
 
 
 @dataclass(frozen=True)

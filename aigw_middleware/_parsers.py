@@ -20,11 +20,11 @@ from .context import CorrelationContext
 from .errors import ConfigurationError
 from .profiles import _PROFILES, _CorrelationNames
 
-#: ``(request) -> (tenant, team)``, a mapping with any of the keys ``tenant``, ``team``,
-#: ``user``, ``session``, or None.
 TenantResolver = Callable[[Any], "tuple[str | None, str | None] | Mapping[str, str | None] | None"]
-#: ``(context) -> key``: the gateway key for one call, or None for ``api_key``.
+"""``(request) -> (tenant, team)``, a mapping with any of the keys ``tenant``, ``team``,
+``user``, ``session``, or None."""
 ApiKeyResolver = Callable[[CorrelationContext], "str | None"]
+"""``(context) -> key``: the gateway key for one call, or None for ``api_key``."""
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -97,9 +97,13 @@ class _Stream:
         self, response: httpx.Response, context: CorrelationContext, attempts: int = 1
     ) -> None:
         self.response = response
+        """The streamed ``httpx.Response``, open until the stream ends or is closed."""
         self.request_id = context.request_id
+        """Our request ID, as it went on the wire in ``X-AI-Request-Id``."""
         self.gateway_request_id = gateway_request_id(response)
+        """The gateway's own ID for the call, if it sent one."""
         self.provider_request_id = provider_request_id(response)
+        """The provider's request ID as the gateway passed it on, if it did."""
         self._context = context
         self._attempts = attempts
         self._span = _otel.stream_span(response)
@@ -184,6 +188,7 @@ class ChatStream(_Stream):
             _otel.finish(self._span)
 
     def close(self) -> None:
+        """Stop reading and release the connection (leaving ``with`` does it too)."""
         self.response.close()
         _otel.finish(self._span)
 
@@ -209,6 +214,7 @@ class AsyncChatStream(_Stream):
             _otel.finish(self._span)
 
     async def close(self) -> None:
+        """Stop reading and release the connection (leaving ``async with`` does it too)."""
         await self.response.aclose()
         _otel.finish(self._span)
 

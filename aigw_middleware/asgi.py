@@ -59,12 +59,14 @@ class AIGatewayMiddleware:
         self, app: _ASGIApp, config: GatewayConfig | None = None, **overrides: Any
     ) -> None:
         self.app = app
+        """The wrapped ASGI application."""
         try:
             self.config = (
                 GatewayConfig.from_env(**overrides)
                 if config is None
                 else config.replace(**overrides)
             )
+            """The config: the ``AIGW_*`` environment, or ``config``, with the overrides."""
         except ConfigurationError as exc:
             # Starlette builds add_middleware middleware inside the server's lifespan call, and
             # uvicorn's default --lifespan auto hides exceptions there: log it where it shows.
@@ -73,6 +75,7 @@ class AIGatewayMiddleware:
         self._clients = None if config is None and not overrides else SharedClients(self.config)
         self._error_responses_covered = False
         self.policy = InboundPolicy.from_config(self.config)
+        """The request-ID and tenant trust rules of :attr:`config`."""
         self._echo_name = self.config.request_id_header.lower().encode("latin-1")
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:

@@ -57,6 +57,7 @@ class _BaseClient:
         elif overrides:
             config = config.replace(**overrides)
         self.config = config
+        """The client's settings, overrides applied."""
 
     @staticmethod
     def _spec(
@@ -97,8 +98,11 @@ class GatewayClient(_BaseClient):
             transport=CorrelationTransport(inner, self.config), **client_options(self.config)
         )
         self.chat = Chat(self)
+        """``chat.completions.create(model=..., messages=[...], stream=False, ...)``."""
         self.embeddings = EmbeddingsResource(self)
+        """``embeddings.create(model=..., input=...)``."""
         self.models = Models(self)
+        """``models.list()``."""
 
     def request(
         self,
@@ -156,8 +160,11 @@ class AsyncGatewayClient(_BaseClient):
             **client_options(self.config),
         )
         self.chat = AsyncChat(self)
+        """``await chat.completions.create(model=..., messages=[...], stream=False, ...)``."""
         self.embeddings = AsyncEmbeddingsResource(self)
+        """``await embeddings.create(model=..., input=...)``."""
         self.models = AsyncModels(self)
+        """``await models.list()``."""
 
     async def request(
         self,

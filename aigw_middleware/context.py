@@ -82,11 +82,19 @@ class CorrelationContext:
     """
 
     request_id: str
+    """The request ID, sent as ``X-AI-Request-Id``: 1 to 128 characters of
+    ``[A-Za-z0-9][A-Za-z0-9._:;=@/+-]*``."""
     tenant: str | None = None
+    """The tenant, sent as ``X-AI-Tenant``: 1 to 64 characters of ``[A-Za-z0-9][A-Za-z0-9._:@-]*``."""
     team: str | None = None
+    """The team, sent as ``X-AI-Team``; the same characters as the tenant."""
     user: str | None = None
+    """The end user (an opaque ID), sent as ``X-AI-User``; the tenant's characters, up to 128."""
     session: str | None = None
+    """The session (a conversation or an agent run), sent as ``X-AI-Session``; the request ID's
+    rules."""
     trace_id: str | None = field(default=None, compare=False)
+    """The OpenTelemetry trace ID (32 hex characters) active when an adapter bound the context."""
 
 
 _current: contextvars.ContextVar[CorrelationContext | None] = contextvars.ContextVar(
@@ -215,6 +223,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     """
 
     def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Future[_R]:
+        """Schedule ``fn(*args, **kwargs)`` to run in a copy of the submitter's context."""
         return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 

@@ -56,8 +56,11 @@ class ConfigurationError(ValueError, _PicklableError):
 
     def __init__(self, key: str, value: object, reason: str) -> None:
         self.key = key
+        """The setting as it was written: ``AIGW_TIMEOUT``, ``settings.AIGW["BASE_URL"]``, ..."""
         self.value = "***" if "KEY" in key.upper() and value else _masked(value)
+        """The bad value, masked: ``'***'`` for a key, URL credentials as ``***``."""
         self.reason = _mask_url_credentials(reason)
+        """What is wrong with it, and what to write instead where that is known."""
         super().__init__(f"{key}={repr(self.value)[:120]}: {self.reason}")
 
 
@@ -86,7 +89,9 @@ class GatewayError(_PicklableError):
     def __init__(self, message: str, *, request_id: str | None = None, attempts: int = 1) -> None:
         super().__init__(message)
         self.request_id = request_id
+        """Our request ID, as it went on the wire; None when the call failed before one was chosen."""
         self.attempts = attempts
+        """How many attempts were made, retries included."""
 
 
 class GatewayConnectionError(GatewayError):
@@ -96,6 +101,7 @@ class GatewayConnectionError(GatewayError):
         self, message: str, *, request_id: str | None = None, attempts: int = 1, target: str = ""
     ) -> None:
         self.target = target
+        """The method, host and path that could not be reached (never the query string)."""
         where = f" to {target}" if target else ""
         super().__init__(
             f"{message}{where} (request_id={request_id}, attempts={attempts})",
@@ -122,9 +128,13 @@ class ErrorBody:
         self, message: str, type: str | None = None, code: str | None = None, raw: Any = None
     ) -> None:
         self.message = message
+        """The gateway's error message (or a description of an answer that could not be read)."""
         self.type = type
+        """The error's ``type``, e.g. ``"budget_exceeded"``, if the body had one."""
         self.code = code
+        """The error's ``code``, e.g. ``"insufficient_quota"``, if the body had one."""
         self.raw = raw
+        """The parsed body as the gateway sent it; None when it was not JSON."""
 
 
 def _parse_error_body(content: bytes, reason: str = "") -> ErrorBody:
@@ -204,13 +214,21 @@ class GatewayStatusError(GatewayError):
         note: str = "",
     ) -> None:
         self.status = status
+        """The HTTP status of the answer."""
         self.body = body
+        """The parsed error body."""
         self.message = body.message
+        """The gateway's error message."""
         self.type = body.type
+        """The error's ``type``, if the body had one."""
         self.code = body.code
+        """The error's ``code``, if the body had one."""
         self.gateway_request_id = gateway_request_id
+        """The gateway's own ID for the call, if it sent one."""
         self.provider_request_id = provider_request_id
+        """The provider's request ID as the gateway passed it on, if it did."""
         self.retry_after = retry_after
+        """Seconds the gateway asked to wait (``retry-after-ms`` / ``Retry-After``), if it did."""
         parts = [f"{status} {body.message!r}"]
         if body.type or body.code:
             parts.append(f"(type={body.type}, code={body.code})")

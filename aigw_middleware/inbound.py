@@ -28,8 +28,8 @@ __all__ = ["HeaderGetter", "InboundPolicy"]
 
 _logger = logging.getLogger("aigw_middleware")
 
-#: Returns the value of a request header (repeated headers joined with ", "), or None.
 HeaderGetter = Callable[[str], "str | None"]
+"""Returns the value of a request header (repeated headers joined with ", "), or None."""
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -54,16 +54,24 @@ class InboundPolicy:
     """
 
     request_id_headers: tuple[str, ...]
+    """Where an incoming request ID may come from, in order; the first valid one wins."""
     tenant_header: str
+    """The header a trusted peer may set the tenant with."""
     team_header: str
+    """The header a trusted peer may set the team with."""
     trusted_networks: tuple[_Network, ...]
+    """The networks whose direct peers may set tenant, team and user by header."""
     resolver: TenantResolver | None
+    """The tenant resolver, whose values win over headers; None for none."""
     user_header: str = "X-AI-User"
+    """The header a trusted peer may set the user with."""
     session_header: str = "X-AI-Session"
+    """The header the session comes from, from any peer, when valid."""
     request_id_source: str = "header"
-    #: True when the resolver is a coroutine function (``async def``, or an object whose
-    #: ``__call__`` is one): async adapters await it on the running event loop.
+    """``"header"``, or ``"trace"``: without a valid incoming ID, the active trace's ID."""
     resolver_is_async: bool = field(init=False, default=False)
+    """True when the resolver is a coroutine function (``async def``, or an object whose
+    ``__call__`` is one): async adapters await it on the running event loop."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resolver_is_async", _is_async_callable(self.resolver))

@@ -33,6 +33,7 @@ class CorrelationFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Add the correlation fields to ``record`` (keeping any it has); always True."""
         for key, value in _correlation_fields().items():
             record.__dict__.setdefault(key, value)
         ids = _otel.current_ids()

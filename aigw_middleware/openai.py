@@ -43,9 +43,9 @@ from .transport import (
 
 __all__ = ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"]
 
-#: The API key sent when the gateway is configured without one: the SDK refuses to start
-#: without a key, and gateways that hold the real provider keys ignore it.
 PLACEHOLDER_API_KEY = "aigw-placeholder"
+"""The API key sent when a gateway ``base_url`` is configured without ``api_key``: the SDK
+refuses to start without one, and many gateways hold the provider keys themselves."""
 
 #: The span of the SDK call running in this context, for the SDK's per-attempt hooks below.
 _sdk_span: ContextVar[_otel.CallSpan | None] = ContextVar("aigw_openai_span", default=None)
@@ -58,6 +58,7 @@ class _KeepsGatewayConfig:
 
     gateway_config: GatewayConfig
     base_url: Any
+    """The SDK's base URL: the gateway's, from the config or the ``base_url=`` argument."""
     _asynchronous = False
 
     # Hidden from type checkers, which then see the SDK's own typed signatures (``Self``).
@@ -80,6 +81,7 @@ class _KeepsGatewayConfig:
             return copied
 
         with_options = copy
+        """The SDK's ``with_options``: :meth:`copy`, keeping this client's gateway config."""
 
         def _calculate_retry_timeout(self, *args, **kwargs):
             delay = super()._calculate_retry_timeout(*args, **kwargs)
@@ -100,11 +102,14 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
 
     def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
         self.gateway_config = _config_for(_checked(config, type(self)), kwargs)
+        """The gateway config this client was built from (the SDK's own arguments applied)."""
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=False))
 
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
 
         def request(self, *args, **kwargs):
+            """The SDK's ``request``, made in a bound context (a fresh one for all the
+            retries of the call when none is bound), with its OpenTelemetry span."""
             if current_context() is None:
                 with bind_context():
                     return self.request(*args, **kwargs)
@@ -142,11 +147,13 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
 
     def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
         self.gateway_config = _config_for(_checked(config, type(self)), kwargs)
+        """The gateway config this client was built from (the SDK's own arguments applied)."""
         super().__init__(**_sdk_arguments(self.gateway_config, kwargs, asynchronous=True))
 
     if not TYPE_CHECKING:  # type checkers see the SDK's typed overloads
 
         async def request(self, *args, **kwargs):
+            """The SDK's ``request``; see :meth:`OpenAI.request`."""
             if current_context() is None:
                 with bind_context():
                     return await self.request(*args, **kwargs)

@@ -241,9 +241,12 @@ class CorrelationTransport(httpx.BaseTransport):
 
     def __init__(self, inner: httpx.BaseTransport, config: GatewayConfig) -> None:
         self.inner = inner
+        """The wrapped transport, which sends the requests."""
         self.injector = _HeaderInjector(config)
+        """Decides, per hop, which correlation headers a request gets."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Set the correlation headers for this hop, then send through :attr:`inner`."""
         context, token = self.injector.prepare(request)
         started = time.perf_counter()
         try:
@@ -257,6 +260,7 @@ class CorrelationTransport(httpx.BaseTransport):
         return response
 
     def close(self) -> None:
+        """Close :attr:`inner`."""
         self.inner.close()
 
 
@@ -265,9 +269,12 @@ class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport, config: GatewayConfig) -> None:
         self.inner = inner
+        """The wrapped transport, which sends the requests."""
         self.injector = _HeaderInjector(config)
+        """Decides, per hop, which correlation headers a request gets."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Set the correlation headers for this hop, then send through :attr:`inner`."""
         context, token = self.injector.prepare(request)
         started = time.perf_counter()
         try:
@@ -281,4 +288,5 @@ class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
+        """Close :attr:`inner`."""
         await self.inner.aclose()

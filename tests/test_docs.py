@@ -360,3 +360,56 @@ def test_block_runs_against_the_fake_gateway(
     assert result["error"] is None, f"{block.id} failed:\n{result['error']}"
     if any(marker in block.code for marker in CALLS_THE_GATEWAY):
         assert result["calls"] > 0, f"{block.id} never reached the gateway"
+
+
+# Docstrings: the API reference (docs/reference/) is made from them. -------------------------
+
+DOCSTRINGS_EXTENSION = "docs/extensions/aigw_docstrings.py:AigwDocstrings"
+
+
+def public_objects() -> list[tuple[str, Any]]:
+    """Every public module, each name of its ``__all__`` and the public members of those
+    classes, as griffe (and so the reference) sees them: ``(path, griffe object)``."""
+    griffe = pytest.importorskip("griffe")
+    from tests.test_public_api import PUBLIC
+
+    extensions = griffe.load_extensions(str(ROOT / DOCSTRINGS_EXTENSION))
+    package = griffe.load(
+        "aigw_middleware", search_paths=[str(ROOT)], extensions=extensions, resolve_aliases=True
+    )
+    found: dict[str, Any] = {}
+    for module_name, names in PUBLIC.items():
+        relative = module_name.removeprefix("aigw_middleware").lstrip(".")
+        module = package[relative] if relative else package
+        found[module_name] = module
+        for name in names:
+            if name == "__version__":
+                continue
+            obj = module[name].final_target if module[name].is_alias else module[name]
+            found[f"{module_name}.{name}"] = obj
+            if not obj.is_class:
+                continue
+            for member_name, member in obj.all_members.items():
+                target = member.final_target if member.is_alias else member
+                if not member_name.startswith("_") and target.path.startswith("aigw_middleware"):
+                    found[f"{module_name}.{name}.{member_name}"] = target
+    return sorted(found.items())
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    objects = public_objects()
+    assert len(objects) > 150
+    undocumented = [
+        path for path, obj in objects if obj.docstring is None or not obj.docstring.value.strip()
+    ]
+    assert undocumented == [], "public names without a docstring (the API reference needs one)"
+
+
+def test_a_setting_field_is_documented_by_its_help_text() -> None:
+    """The reference shows each GatewayConfig field with the text of the configuration table."""
+    from aigw_middleware.config import _SETTINGS
+
+    objects = dict(public_objects())
+    for name, setting in _SETTINGS.items():
+        docstring = objects[f"aigw_middleware.config.GatewayConfig.{name}"].docstring.value
+        assert docstring.lower().rstrip(".") == setting.help.lower(), name

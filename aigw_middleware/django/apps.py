@@ -19,10 +19,14 @@ class AIGatewayAppConfig(AppConfig):
     """Registers the ``aigw`` system checks and makes ``get_client()`` use ``settings.AIGW``."""
 
     name = "aigw_middleware.django"
+    """What ``INSTALLED_APPS`` names."""
     label = "aigw"
+    """The app label, the prefix of the system check ids (``aigw.E001``)."""
     verbose_name = "AI gateway correlation"
+    """The app's name for people."""
 
     def ready(self) -> None:
+        """Register the system checks; make the shared clients read ``settings.AIGW``."""
         checks.register(_check_settings)
         # A factory, so an invalid setting is reported by `manage.py check` rather than here.
         _shared.configure(lambda: _conf.config)

@@ -41,11 +41,15 @@ class AIGatewayMiddleware:
     """
 
     sync_capable = True
+    """Django may run it in a sync stack (WSGI)."""
     async_capable = True
+    """Django may run it in an async stack (ASGI) without a thread hop."""
 
     def __init__(self, get_response: _GetResponse) -> None:
         self.get_response = get_response
+        """The rest of the middleware chain and the view."""
         self.async_mode = iscoroutinefunction(self.get_response)
+        """True when Django runs this instance in an async stack."""
         if self.async_mode:
             markcoroutinefunction(self)
         # Without the app, settings.AIGW would be silently unused by get_client() and unchecked.
