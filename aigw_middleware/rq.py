@@ -33,6 +33,7 @@ class CorrelationJob(Job):
     """An RQ job that runs with the correlation context its ``meta`` carries."""
 
     def perform(self) -> Any:
+        """Run the job with the context of its ``meta`` bound, and reset it afterwards."""
         with bound_from(self.meta):
             return super().perform()
 
@@ -45,8 +46,10 @@ class CorrelationQueue(Queue):
     """
 
     job_class = CorrelationJob
+    """The queue's jobs bind their context when they run, in a worker or in line."""
 
     def create_job(self, *args: Any, **kwargs: Any) -> Job:
+        """RQ's ``create_job``, with the bound context added to the job's ``meta``."""
         # Every way to enqueue (enqueue, enqueue_call, enqueue_at, enqueue_in, enqueue_many)
         # creates its jobs here.
         job = super().create_job(*args, **kwargs)
