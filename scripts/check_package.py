@@ -3,7 +3,9 @@
 1. ``python -m build`` makes the sdist, then the wheel from the unpacked sdist (so a file missing
    from the sdist fails the wheel too); ``twine check --strict`` checks both.
 2. The archives hold the LICENSE, ``py.typed`` and every module tracked under
-   ``aigw_middleware/``, and no tests; the metadata has the extras and no ``dev`` extra.
+   ``aigw_middleware/``, and no tests; the metadata has the extras and no ``dev`` extra, the
+   classifiers of every supported Python, the integrated frameworks and a development status,
+   and the README as a Markdown long description.
 3. The wheel goes into a new virtualenv with no extras: every module that needs no framework
    imports, and each framework module raises the documented ImportError naming its extra.
 
@@ -128,9 +130,30 @@ def check_contents(sdist: Path, wheel: Path) -> None:
     if not metadata.get_all("Project-URL"):
         problems.append("the metadata has no Project-URL")
     problems += unknown_classifiers(metadata.get_all("Classifier") or [])
+    problems += missing_classifiers(metadata.get_all("Classifier") or [])
+    if metadata["Description-Content-Type"] != "text/markdown":
+        problems.append("the long description (README.md) is not declared as text/markdown")
     if problems:
         raise CheckFailed("\n".join(problems))
     print(f"contents: {len(wheel_files)} files in the wheel, extras {sorted(extras)}")
+
+
+#: Classifiers the metadata must have: every supported Python (docs/development.md lists the
+#: tested versions), the frameworks with an integration, and a development status.
+REQUIRED_CLASSIFIERS = (
+    *(f"Programming Language :: Python :: 3.{minor}" for minor in range(10, 14)),
+    "Framework :: Django",
+    "Framework :: Flask",
+    "Framework :: Celery",
+    "Framework :: FastAPI",
+)
+
+
+def missing_classifiers(classifiers: list[str]) -> list[str]:
+    problems = [f"no classifier {c!r}" for c in REQUIRED_CLASSIFIERS if c not in classifiers]
+    if not any(c.startswith("Development Status :: ") for c in classifiers):
+        problems.append("no 'Development Status' classifier")
+    return problems
 
 
 def unknown_classifiers(classifiers: list[str]) -> list[str]:

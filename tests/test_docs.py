@@ -413,3 +413,28 @@ def test_a_setting_field_is_documented_by_its_help_text() -> None:
     for name, setting in _SETTINGS.items():
         docstring = objects[f"aigw_middleware.config.GatewayConfig.{name}"].docstring.value
         assert docstring.lower().rstrip(".") == setting.help.lower(), name
+
+
+# The README: the package's front page on the index, and the way into the site. -------------
+
+REPO_URL = "https://github.com/aigw-middleware/aigw-middleware/blob/main/"
+
+
+def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    first_block = text[text.index("```") :].split("\n```\n", 1)[0]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines()[1:]]
+    assert commands == ["scripts/demo", "scripts/test"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "exec scripts/test" in ci
+
+
+def test_the_readme_links_reach_files_of_the_repository() -> None:
+    """Links are absolute (the README is also the long description on the package index) and
+    point at files that exist, the site's home page among them."""
+    text = README.read_text(encoding="utf-8")
+    linked = re.findall(r"\]\(" + re.escape(REPO_URL) + r"([^)#]+)", text)
+    assert "docs/index.md" in linked
+    for path in linked:
+        assert (ROOT / path).is_file(), f"the README links to {path}, which does not exist"
+    assert not re.findall(r"\]\((?!https?://|#)", text), "a relative link breaks on the index"
