@@ -52,10 +52,13 @@ class AIGatewayMiddleware:
         self, app: WSGIApplication, config: GatewayConfig | None = None, **overrides: Any
     ) -> None:
         self.app = app
+        """The wrapped WSGI application."""
         self.config = (
             GatewayConfig.from_env(**overrides) if config is None else config.replace(**overrides)
         )
+        """The config: the ``AIGW_*`` environment, or ``config``, with the overrides."""
         self.policy = InboundPolicy.from_config(self.config)
+        """The request-ID and tenant trust rules of :attr:`config`."""
         self._clients = None if config is None and not overrides else SharedClients(self.config)
         if self._clients is not None:
             # A middleware made per test would otherwise leave the sync client's sockets open.
