@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 import weakref
@@ -145,12 +146,38 @@ def _clients_of(loop: asyncio.AbstractEventLoop) -> _Clients:
     clients = weakref.WeakKeyDictionary()
     try:
         setattr(loop, _LOOP_ATTRIBUTE, clients)
+        loop.close = functools.partial(_close_clients_then, loop.close, loop, clients)  # type: ignore[method-assign]
     except AttributeError:
         with _unattributed_lock:
             for closed in [known for known in _unattributed if known.is_closed()]:
                 del _unattributed[closed]
             clients = _unattributed.setdefault(loop, clients)
     return clients
+
+
+def _close_clients_then(
+    close: Callable[[], None], loop: asyncio.AbstractEventLoop, clients: _Clients
+) -> None:
+    """``loop.close()``, after closing the loop's clients on it when nothing did yet.
+
+    A loop closed without ``shutdown_asyncgens()`` (some loop runners and test fixtures do
+    that) would leave its clients' pooled sockets open until the garbage collector finds them;
+    here they close with the loop, on the loop that owns them. Where the loop cannot run (it
+    is running, or another loop runs in this thread), the collector is left to do it.
+    """
+    if clients and not loop.is_running() and not loop.is_closed() and not _in_running_loop():
+        with contextlib.suppress(Exception):
+            for _, closer in list(clients.values()):
+                loop.run_until_complete(closer.aclose())
+    close()
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _closer(
