@@ -5,6 +5,8 @@
   docstring.
 - Sphinx roles in docstrings (``:class:`~aigw_middleware.errors.GatewayError```, ``:func:``,
   ``:meth:``, ...) become Markdown code spans with the short name, as the site shows code.
+- A reStructuredText literal block's ``::`` becomes ``:`` (or goes, on a line of its own): the
+  indented block after it is a Markdown code block as it stands.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|exc|data|mod|obj):`(?P<short>~?)(?P<target>[^`]+)`")
+_LITERAL_ALONE = re.compile(r"^[ \t]*::[ \t]*\n", re.M)
+_LITERAL_AFTER_TEXT = re.compile(r"(?<=\S)::$", re.M)
 _CONFIG_CLASS = "aigw_middleware.config.GatewayConfig"
 
 
@@ -55,4 +59,6 @@ class AigwDocstrings(griffe.Extension):
         self, *, node: ast.AST | griffe.ObjectNode, obj: griffe.Object, agent: Any, **kwargs: Any
     ) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = _ROLE.sub(_code_span, obj.docstring.value)
+            text = _ROLE.sub(_code_span, obj.docstring.value)
+            text = _LITERAL_ALONE.sub("", text)
+            obj.docstring.value = _LITERAL_AFTER_TEXT.sub(":", text)
