@@ -438,3 +438,15 @@ def test_the_readme_links_reach_files_of_the_repository() -> None:
     for path in linked:
         assert (ROOT / path).is_file(), f"the README links to {path}, which does not exist"
     assert not re.findall(r"\]\((?!https?://|#)", text), "a relative link breaks on the index"
+
+
+def test_the_test_command_builds_the_site_strictly() -> None:
+    """``mkdocs build --strict --quiet`` passes a broken link (quiet mkdocs counts no warnings),
+    so the test command's build must not be quiet."""
+    [build] = [
+        line
+        for line in (ROOT / "scripts" / "test").read_text(encoding="utf-8").splitlines()
+        if "mkdocs build" in line and not line.lstrip().startswith("#")
+    ]
+    assert "--strict" in build.split()
+    assert not {"--quiet", "-q"} & set(build.split())
