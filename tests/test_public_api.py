@@ -76,6 +76,7 @@ PUBLIC: dict[str, list[str]] = {
     "aigw_middleware.django.checks": [],
     "aigw_middleware.django.conf": [],
     "aigw_middleware.django.middleware": ["AIGatewayMiddleware", "request_context"],
+    "aigw_middleware.dramatiq": ["CorrelationMiddleware"],
     "aigw_middleware.errors": [
         "AuthenticationError",
         "BadRequestError",
