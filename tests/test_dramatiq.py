@@ -230,10 +230,10 @@ def test_failed_actor_keeps_its_request_id_on_dramatiqs_error_record_and_leaves_
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
     assert [r.request_id for r in errors] == [REQUEST_ID]  # type: ignore[attr-defined]
     assert left_bound.found == []
-    assert [received(fake_gateway, i)[:2] for i in range(1, 5)] == [
-        (seen[i]["request_id"], None)  # type: ignore[index]
-        for i in range(1, 5)
-    ]
+    # Two worker threads: the four calls may reach the gateway in any order.
+    after = {received(fake_gateway, i)[:2] for i in range(1, 5)}
+    assert after == {(run["request_id"], None) for run in seen[1:] if run is not None}
+    assert len(after) == 4
 
 
 @pytest.mark.usefixtures("worker")
