@@ -46,10 +46,13 @@ class CorrelationMiddleware(Middleware):
         self._running = threading.local()
 
     def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
+        """Add the bound context (outside any context, a fresh request ID) to the message's
+        options; options the message already has win."""
         for key, value in carrier_at_enqueue().items():
             message.options.setdefault(key, value)
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Bind the context the message's options carry in this worker thread."""
         self._unbind()  # a binding no after-hook reset (a middleware raised in between)
         self._running.token = _set_context(context_from(message.options))
 
@@ -61,9 +64,11 @@ class CorrelationMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        """Reset what :meth:`before_process_message` bound, after a success or a failure."""
         self._unbind()
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Reset what :meth:`before_process_message` bound, for a message a middleware skipped."""
         self._unbind()
 
     def _unbind(self) -> None:
