@@ -446,7 +446,7 @@ def test_the_test_command_builds_the_site_strictly() -> None:
     [build] = [
         line
         for line in (ROOT / "scripts" / "test").read_text(encoding="utf-8").splitlines()
-        if "mkdocs build" in line and not line.lstrip().startswith("#")
+        if ".venv/bin/mkdocs build" in line and not line.lstrip().startswith("#")
     ]
     assert "--strict" in build.split()
     assert not {"--quiet", "-q"} & set(build.split())
