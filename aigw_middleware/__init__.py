@@ -5,6 +5,7 @@ shared client reads it and adds ``X-AI-Request-Id``, ``X-AI-Tenant`` and ``X-AI-
 call to the gateway, and only to the gateway.
 """
 
+from ._http_clients import async_httpx2_client, async_httpx_client, httpx2_client, httpx_client
 from ._version import __version__
 from .client import (
     AsyncChatStream,
@@ -59,8 +60,12 @@ __all__ = [
     "RateLimitError",
     "UpstreamError",
     "__version__",
+    "async_httpx2_client",
+    "async_httpx_client",
     "bind_context",
     "current_context",
     "get_async_client",
     "get_client",
+    "httpx2_client",
+    "httpx_client",
 ]

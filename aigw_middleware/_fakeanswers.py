@@ -1,4 +1,5 @@
-"""FakeGateway's answers: OpenAI-compatible bodies built from a request, and error bodies."""
+"""FakeGateway's answers: OpenAI-compatible bodies built from a request (and Anthropic-shaped
+ones at ``/messages``), and error bodies."""
 
 from __future__ import annotations
 
@@ -195,6 +196,33 @@ def _chat_stream_events(
     return (*(b"data: " + dump_json(c) + b"\n\n" for c in chunks), b"data: [DONE]\n\n")
 
 
+def _messages_answer(request: dict[str, Any], sequence: int) -> Answer:
+    """An Anthropic Messages API answer (not streamed), for SDKs that speak that API."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or request.get("stream") is True:
+        return error_answer(
+            400,
+            "'messages' must be a list; streaming is not offered here.",
+            "invalid_request_error",
+        )
+    model = request.get("model")
+    text = _REPLY_PREFIX + _last_user_text(messages)[:_MAX_ECHOED_CHARS]
+    message = {
+        "id": f"msg_fgw-{sequence}",
+        "type": "message",
+        "role": "assistant",
+        "model": model if isinstance(model, str) else _DEFAULT_CHAT_MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": sum(_word_count(_message_text(m)) for m in messages),
+            "output_tokens": _word_count(text),
+        },
+    }
+    return Answer(200, dump_json(message))
+
+
 def _embedding(text: str) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [
@@ -239,7 +267,7 @@ def answer_for(base_path: str, method: str, path: str, payload: Any, sequence: i
     endpoint = route[len(base_path) :]
     if method == "GET" and endpoint == "/models":
         return _models_answer()
-    if method != "POST" or endpoint not in ("/chat/completions", "/embeddings"):
+    if method != "POST" or endpoint not in ("/chat/completions", "/embeddings", "/messages"):
         return _not_found(method, route)
     if not isinstance(payload, dict):
         return error_answer(
@@ -249,4 +277,6 @@ def answer_for(base_path: str, method: str, path: str, payload: Any, sequence: i
         )
     if endpoint == "/chat/completions":
         return _chat_answer(payload, sequence)
+    if endpoint == "/messages":
+        return _messages_answer(payload, sequence)
     return _embeddings_answer(payload)

@@ -1,9 +1,9 @@
 """A fake OpenAI-compatible AI gateway for tests and demos.
 
 `FakeGateway` is a small stdlib HTTP server that answers chat completions (plain and
-streamed), embeddings and model listings deterministically, records every request it
-receives, and can be told to misbehave (errors, delays, dropped connections, cut
-streams) for the next requests::
+streamed), embeddings, model listings and Anthropic-style messages deterministically,
+records every request it receives, and can be told to misbehave (errors, delays, dropped
+connections, cut streams) for the next requests::
 
     with FakeGateway() as gw:
         client = httpx.Client(base_url=gw.base_url)
