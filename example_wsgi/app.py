@@ -1,6 +1,7 @@
 """The WSGI entry point: ``gunicorn example_wsgi.app:app``.
 
-Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant):
+Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant, ``&user=alice`` or
+``&user=bob`` a demo user):
 
 - ``GET /`` what is bound
 - ``GET /chat?q=hello`` a plain call through ``get_client()``
@@ -31,22 +32,32 @@ DEMO_TENANTS = {
     "acme": {"tenant": "acme", "team": "support"},
     "globex": {"tenant": "globex", "team": "research"},
 }
+#: Demo users by name, and their opaque IDs (what a real app keeps as a primary key or UUID).
+DEMO_USER_IDS = {"alice": "u-7f3a9c", "bob": "u-91c2e4"}
 
 logger = logging.getLogger("example_wsgi")
 
 
-def resolve_tenant(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The demo tenant named by ``?tenant=``; a real app reads its authenticated user here."""
+def resolve_tenant(environ: Mapping[str, Any]) -> dict[str, str | None]:
+    """The demo tenant named by ``?tenant=`` and the demo user by ``?user=``; a real app reads
+    its authenticated user here (``REMOTE_USER``, a session)."""
     query = parse_qs(environ.get("QUERY_STRING", ""))
-    return DEMO_TENANTS.get(query.get("tenant", [""])[0], {})
+    user = DEMO_USER_IDS.get(query.get("user", [""])[0])
+    return {**DEMO_TENANTS.get(query.get("tenant", [""])[0], {}), "user": user}
 
 
 def correlation() -> dict[str, Any]:
     """What the code sees as bound for this request."""
     context = current_context()
     if context is None:
-        return dict.fromkeys(("request_id", "tenant", "team"))
-    return {"request_id": context.request_id, "tenant": context.tenant, "team": context.team}
+        return dict.fromkeys(("request_id", "tenant", "team", "user", "session"))
+    return {
+        "request_id": context.request_id,
+        "tenant": context.tenant,
+        "team": context.team,
+        "user": context.user,
+        "session": context.session,
+    }
 
 
 def question(q: str) -> list[Any]:

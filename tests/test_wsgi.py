@@ -324,7 +324,17 @@ def test_trust_is_decided_on_the_direct_peer_behind_proxy_fix(
 
 @pytest.mark.parametrize(
     "bad_id",
-    ["has space", "-leading-dash", "x" * 129, "a, b", "caf\u00c3\u00a9", "<script>", "\x00"],
+    [
+        "has space",
+        "-leading-dash",
+        "x" * 129,
+        "x" * 10240,
+        "a, b",
+        "caf\u00c3\u00a9",
+        "<script>",
+        "\x00",
+        "a\x1bb",
+    ],
 )
 def test_an_invalid_incoming_request_id_is_replaced_and_logged(
     gateway_config: GatewayConfig,

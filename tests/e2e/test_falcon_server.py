@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 WORKERS = ("--workers", "2", "--worker-class", "gthread", "--threads", "2")
+PARALLEL_REQUESTS = 200
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +84,35 @@ def test_an_invalid_request_id_is_replaced_and_the_request_succeeds(
     assert sent_to_gateway(gateway)["x-ai-request-id"] == response.headers["X-AI-Request-Id"]
 
 
-def test_parallel_requests_never_swap_request_ids_or_tenants(
+def test_parallel_requests_never_swap_request_ids_tenants_users_or_sessions(
     server: ServerProcess, gateway: FakeGateway
 ) -> None:
-    tenants = {n: ("acme", "globex")[n % 2] for n in range(60)}
+    tenants, users = ("acme", "globex"), {"alice": "u-7f3a9c", "bob": "u-91c2e4"}
+    expected = {
+        f"p-{n}": {
+            "x-ai-tenant": tenants[n % 2],
+            "x-ai-user": users[("alice", "bob")[n // 2 % 2]],
+            "x-ai-session": f"s-{n}",
+        }
+        for n in range(PARALLEL_REQUESTS)
+    }
 
     def one(n: int) -> int:
         path = "/stream" if n % 3 == 0 else "/chat"
-        response = get(server, f"{path}?tenant={tenants[n]}", headers={"X-AI-Request-Id": f"p-{n}"})
-        return response.status_code
+        query = f"tenant={tenants[n % 2]}&user={('alice', 'bob')[n // 2 % 2]}"
+        headers = {"X-AI-Request-Id": f"p-{n}", "X-AI-Session": f"s-{n}"}
+        return get(server, f"{path}?{query}", headers=headers).status_code
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        statuses = list(pool.map(one, tenants))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(one, range(PARALLEL_REQUESTS)))
 
-    assert statuses == [200] * len(tenants)
+    assert statuses == [200] * PARALLEL_REQUESTS
     received = {
-        request.headers["x-ai-request-id"]: request.headers.get("x-ai-tenant")
+        request.headers["x-ai-request-id"]: {
+            name: request.headers.get(name) for name in ("x-ai-tenant", "x-ai-user", "x-ai-session")
+        }
         for request in gateway.requests
     }
-    assert received == {f"p-{n}": tenant for n, tenant in tenants.items()}
+    mismatches = [rid for rid, sent in expected.items() if received.get(rid) != sent]
+    assert len(gateway.requests) == PARALLEL_REQUESTS
+    assert mismatches == []
