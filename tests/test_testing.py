@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aigw_middleware._fakeserver import Server
 from aigw_middleware.testing import (
     FakeGateway,
     RecordedRequest,
@@ -346,16 +347,17 @@ async def test_a_burst_of_150_concurrent_connections_is_served() -> None:
         async with httpx.AsyncClient(
             base_url=gw.base_url, timeout=5.0, limits=limits, trust_env=False
         ) as client:
-            started = time.monotonic()
             responses = await asyncio.gather(
                 *(client.get("/models") for _ in range(150)), return_exceptions=True
             )
-            elapsed = time.monotonic() - started
         failures = [repr(r) for r in responses if not isinstance(r, httpx.Response)]
         assert failures == []
         assert [r.status_code for r in responses if isinstance(r, httpx.Response)] == [200] * 150
         assert len(gw.requests) == 150
-    assert elapsed < 4.0, f"150 concurrent calls took {elapsed:.1f} s"
+    # A dropped SYN is retried by the kernel after a second, so an overflowing backlog shows as
+    # a slower burst rather than a failure; a wall-clock bound is not reliable on a loaded
+    # machine, so the backlog the server asks of the kernel is checked instead.
+    assert Server.request_queue_size >= 150
 
 
 def test_inspection_endpoint_lists_recorded_requests_as_json() -> None:
