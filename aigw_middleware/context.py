@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import logging
 import re
 import uuid
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 __all__ = [
     "AsyncBoundIterator",
@@ -32,6 +33,7 @@ __all__ = [
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _REQUEST_ID_MAX = 128
 _LABEL_MAX = 64
@@ -176,7 +178,44 @@ def _safe_context(context: CorrelationContext) -> CorrelationContext:
     )
 
 
-@contextmanager
+class _Binding:
+    """What :func:`bind_context` returns: a context manager, and a decorator that binds a context
+    of its own around each call."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, values: dict[str, str | None]) -> None:
+        _make_context(**values)  # invalid values fail here, where they are written
+        self._values = values
+        self._tokens: list[contextvars.Token[CorrelationContext | None]] = []
+
+    def __enter__(self) -> CorrelationContext:
+        context = _make_context(**self._values)
+        self._tokens.append(_current.set(context))
+        return context
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    def __call__(self, fn: _F) -> _F:
+        values = self._values
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with _Binding(values):
+                    return await fn(*args, **kwargs)
+
+            return cast(_F, run_async)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with _Binding(values):
+                return fn(*args, **kwargs)
+
+        return cast(_F, run)
+
+
 def bind_context(
     *,
     request_id: str | None = None,
@@ -184,21 +223,21 @@ def bind_context(
     team: str | None = None,
     user: str | None = None,
     session: str | None = None,
-) -> Iterator[CorrelationContext]:
-    """Bind a correlation context for the ``with`` block; for scripts, tasks and tests.
+) -> _Binding:
+    """Bind a correlation context: for scripts, management commands, tasks and tests.
+
+    As a context manager, ``with bind_context(tenant="acme") as context:`` binds it for the block
+    and gives the bound :class:`CorrelationContext`. As a decorator, ``@bind_context(tenant="acme")``
+    binds one around each call of a function or coroutine function, with a fresh request ID per
+    call unless ``request_id`` is given: a management command's ``handle`` or a script's ``main``.
 
     A fresh request ID is generated when ``request_id`` is None; a session never is. Raises
-    ``ValueError`` for an invalid value. All five fields are bound: nothing of an outer context
-    leaks in.
+    ``ValueError`` for an invalid value, when called. All five fields are bound: nothing of an
+    outer context leaks in; what was bound before is bound again afterwards.
     """
-    context = _make_context(
-        request_id=request_id, tenant=tenant, team=team, user=user, session=session
+    return _Binding(
+        {"request_id": request_id, "tenant": tenant, "team": team, "user": user, "session": session}
     )
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
 
 
 def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -291,3 +291,98 @@ async def test_an_abandoned_async_body_is_closed_bound_when_its_task_ends() -> N
         await asyncio.sleep(0)
 
     assert cleanup == ["req-body"]
+
+
+# --- bind_context as a decorator -----------------------------------------------------------
+
+
+def test_bind_context_as_a_decorator_binds_a_fresh_request_id_for_each_call() -> None:
+    @bind_context(tenant="acme", team="reports")
+    def run() -> CorrelationContext | None:
+        return current_context()
+
+    first, second = run(), run()
+
+    assert first is not None
+    assert second is not None
+    assert (first.tenant, first.team, second.tenant, second.team) == ("acme", "reports") * 2
+    assert first.request_id != second.request_id
+    assert current_context() is None
+
+
+def test_bind_context_as_a_decorator_keeps_a_given_request_id_and_restores_the_outer_context() -> (
+    None
+):
+    @bind_context(request_id="nightly-report")
+    def run(x: int, *, y: int) -> tuple[int, CorrelationContext | None]:
+        return x + y, current_context()
+
+    with bind_context(request_id="outer", tenant="acme") as outer:
+        total, inside = run(1, y=2)
+        assert current_context() is outer
+
+    assert total == 3
+    assert inside == CorrelationContext("nightly-report")
+    assert run.__name__ == "run"
+
+
+def test_bind_context_as_a_decorator_resets_after_an_exception() -> None:
+    @bind_context(tenant="acme")
+    def run() -> None:
+        raise RuntimeError("failed on purpose")
+
+    with pytest.raises(RuntimeError, match="on purpose"):
+        run()
+    assert current_context() is None
+
+
+def test_bind_context_rejects_invalid_values_when_decorating() -> None:
+    with pytest.raises(ValueError, match="tenant"):
+
+        @bind_context(tenant="acme corp")
+        def run() -> None:  # pragma: no cover
+            pass
+
+
+async def test_bind_context_decorates_a_coroutine_function_binding_while_it_runs() -> None:
+    @bind_context(tenant="acme")
+    async def run() -> CorrelationContext | None:
+        await asyncio.sleep(0)
+        return current_context()
+
+    first, second = await asyncio.gather(run(), run())
+
+    assert first is not None
+    assert second is not None
+    assert (first.tenant, second.tenant) == ("acme", "acme")
+    assert first.request_id != second.request_id
+    assert current_context() is None
+
+
+def test_bind_context_decorator_binds_per_call_in_each_thread() -> None:
+    seen: list[str] = []
+
+    @bind_context(tenant="acme")
+    def run() -> None:
+        context = current_context()
+        assert context is not None
+        seen.append(context.request_id)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(seen)) == 4
+
+
+def test_one_bind_context_can_be_entered_again() -> None:
+    binding = bind_context(tenant="acme")
+    with binding as first:
+        pass
+    with binding as second:
+        assert current_context() is second
+
+    assert first.request_id != second.request_id
+    assert current_context() is None

@@ -224,6 +224,7 @@ CALLS_THE_GATEWAY = (
     "client = OpenAI()",
     'extra_headers={"X-AI-Tenant": "batch-import"}',
     "def work(topic=",
+    '@bind_context(tenant="acme")\ndef main():',
     "print(answer.content, answer.request_id",
 )
 

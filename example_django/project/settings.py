@@ -16,7 +16,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-INSTALLED_APPS = ["aigw_middleware.django"]
+INSTALLED_APPS = ["aigw_middleware.django", "example_django.demo"]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After the session middleware, because the tenant resolver reads the session.
