@@ -32,6 +32,21 @@ def timeout_for(seconds: float, http: ModuleType = httpx) -> httpx.Timeout:
     return timeout
 
 
+#: Idle connections a pool keeps open, at most (the OpenAI SDK's figure).
+MAX_KEEPALIVE_CONNECTIONS = 100
+
+
+def limits_for(config: GatewayConfig, http: ModuleType = httpx) -> httpx.Limits:
+    """The connection pool of a client for the gateway: ``max_connections`` open at once (a
+    burst beyond httpx's default of 100 would wait for the pool and time out), at most 100
+    kept open while idle. Only the transport applies limits: pass them to it."""
+    limits: httpx.Limits = http.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=min(config.max_connections, MAX_KEEPALIVE_CONNECTIONS),
+    )
+    return limits
+
+
 #: The wall-clock deadline (``time.monotonic()``) of the attempt whose blocking I/O runs here,
 #: and how to name it in the timeout it ends with.
 _deadline: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(
@@ -111,14 +126,14 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def http_transport(proxy: str | None) -> httpx.HTTPTransport:
+def http_transport(proxy: str | None, limits: httpx.Limits) -> httpx.HTTPTransport:
     """httpx's sync transport, its blocking I/O bounded by :func:`deadline_bound`.
 
     httpx takes no network backend, so its connection pool's is wrapped (the pool reads it for
     each new connection); should a later httpx hide it, the transport works as before, bounded
     by the read timeout alone (the reliability suite's drip-fed checks would say so).
     """
-    transport = httpx.HTTPTransport(proxy=proxy)
+    transport = httpx.HTTPTransport(proxy=proxy, limits=limits)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):

@@ -80,14 +80,23 @@ def optional_timeout(key: str, raw: object) -> float | None:
 
 
 def retries(key: str, raw: object) -> int:
+    return _whole_number(key, raw, 0, 10)
+
+
+def connections(key: str, raw: object) -> int:
+    return _whole_number(key, raw, 1, 100_000)
+
+
+def _whole_number(key: str, raw: object, low: int, high: int) -> int:
+    problem = f"must be a whole number from {low} to {high}"
     if isinstance(raw, bool):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
+        raise ConfigurationError(key, raw, problem)
     try:
         value: int = int(raw)  # type: ignore[call-overload]
     except (TypeError, ValueError):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10") from None
-    if not 0 <= value <= 10 or (isinstance(raw, float) and raw != value):
-        raise ConfigurationError(key, raw, "must be a whole number from 0 to 10")
+        raise ConfigurationError(key, raw, problem) from None
+    if not low <= value <= high or (isinstance(raw, float) and raw != value):
+        raise ConfigurationError(key, raw, problem)
     return value
 
 

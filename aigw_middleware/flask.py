@@ -84,7 +84,7 @@ class AIGateway:
         same name where one exists, then to the default; see :class:`GatewayConfig`):
         ``AIGW_BASE_URL``, ``AIGW_API_KEY``, ``AIGW_PROXY``, ``AIGW_TIMEOUT``,
         ``AIGW_ATTEMPT_DEADLINE``, ``AIGW_CALL_DEADLINE``, ``AIGW_DISABLE_PROXY``,
-        ``AIGW_MAX_RETRIES``, ``AIGW_MODEL_PREFIX``,
+        ``AIGW_MAX_RETRIES``, ``AIGW_MAX_CONNECTIONS``, ``AIGW_MODEL_PREFIX``,
         ``AIGW_HEADER_PROFILE``, ``AIGW_PROFILE_OPTIONS``, ``AIGW_REQUEST_ID_HEADER``,
         ``AIGW_TENANT_HEADER``, ``AIGW_TEAM_HEADER``, ``AIGW_USER_HEADER``,
         ``AIGW_SESSION_HEADER``, ``AIGW_INCOMING_REQUEST_ID_HEADERS``,

@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _otel
-from ._httpx import no_cookie_jar, proxy_for, timeout_for, without_credentials
+from ._httpx import limits_for, no_cookie_jar, proxy_for, timeout_for, without_credentials
 from ._shared import current_config
 from .config import GatewayConfig, _missing_base_url
 from .context import _safe_context, bind_context, current_context
@@ -273,19 +273,23 @@ def _sdk_arguments(
 
 
 def _http_client(http: ModuleType, config: GatewayConfig, auth: Any, *, asynchronous: bool) -> Any:
-    # The SDK's own client classes keep its connection limits and redirect defaults.
+    # The SDK's own client classes keep its redirect defaults; the pool limits go to the
+    # transport, since a client applies its own only to the transport it builds itself.
     # trust_env=False: proxies are chosen here, so the environment cannot mount transports
     # that bypass the correlation transport.
     proxy = proxy_for(config)
+    limits = limits_for(config, http)
     if asynchronous:
         return openai.DefaultAsyncHttpxClient(
-            transport=AsyncCorrelationTransport(http.AsyncHTTPTransport(proxy=proxy), config),
+            transport=AsyncCorrelationTransport(
+                http.AsyncHTTPTransport(proxy=proxy, limits=limits), config
+            ),
             cookies=no_cookie_jar(),
             auth=auth,
             trust_env=False,
         )
     return openai.DefaultHttpxClient(
-        transport=CorrelationTransport(http.HTTPTransport(proxy=proxy), config),
+        transport=CorrelationTransport(http.HTTPTransport(proxy=proxy, limits=limits), config),
         cookies=no_cookie_jar(),
         auth=auth,
         trust_env=False,

@@ -37,6 +37,7 @@ from aigw_middleware.errors import InvalidRequestError
 from aigw_middleware.testing import FakeGateway
 
 from .fake_secrets import FAKE_API_KEY
+from .holding_gateway import holding_gateway
 
 HI = [{"role": "user", "content": "hi there"}]
 
@@ -456,6 +457,40 @@ def test_a_loop_closed_without_shutting_down_is_freed_with_its_client(
 
 async def test_the_async_client_is_shared_within_a_loop(shared_config: GatewayConfig) -> None:
     assert get_async_client() is get_async_client()
+
+
+async def test_a_burst_of_300_concurrent_async_calls_gets_300_connections_at_once() -> None:
+    # httpx's own default is 100 connections: the other 200 calls would wait for the pool.
+    async with holding_gateway(hold=1.0) as gateway:
+        client = AsyncGatewayClient(base_url=gateway.base_url, max_retries=0)
+        answers = await asyncio.gather(
+            *(client.chat.completions.create(model="m", messages=HI) for _ in range(300))
+        )
+        await client.aclose()
+    assert [answer.content for answer in answers] == ["held"] * 300
+    assert gateway.peak == 300
+
+
+async def test_max_connections_caps_the_connections_the_async_client_opens() -> None:
+    async with holding_gateway(hold=0.2) as gateway:
+        client = AsyncGatewayClient(base_url=gateway.base_url, max_connections=3, max_retries=0)
+        await asyncio.gather(
+            *(client.chat.completions.create(model="m", messages=HI) for _ in range(9))
+        )
+        await client.aclose()
+    assert (gateway.answered, gateway.peak) == (9, 3)
+
+
+async def test_max_connections_caps_the_connections_the_sync_client_opens() -> None:
+    async with holding_gateway(hold=0.2) as gateway:
+        with GatewayClient(base_url=gateway.base_url, max_connections=2, max_retries=0) as client:
+
+            def call() -> str:
+                return client.chat.completions.create(model="m", messages=HI).content
+
+            answers = await asyncio.gather(*(asyncio.to_thread(call) for _ in range(6)))
+    assert answers == ["held"] * 6
+    assert gateway.peak == 2
 
 
 def test_get_async_client_outside_a_loop_explains_itself() -> None:

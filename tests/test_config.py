@@ -18,6 +18,7 @@ def test_defaults_match_the_design() -> None:
     assert config.base_url is None
     assert config.timeout == 30.0
     assert config.max_retries == 2
+    assert config.max_connections == 1000
     assert config.header_profile == "generic"
     assert config.incoming_request_id_headers == ("X-AI-Request-Id", "X-Request-Id")
     assert config.trust_tenant_headers_from == ()
@@ -34,6 +35,7 @@ def test_from_env_reads_every_documented_variable() -> None:
             "AIGW_TIMEOUT": "12.5",
             "AIGW_DISABLE_PROXY": "true",
             "AIGW_MAX_RETRIES": "4",
+            "AIGW_MAX_CONNECTIONS": "250",
             "AIGW_MODEL_PREFIX": "openai",
             "AIGW_HEADER_PROFILE": "Portkey",
             "AIGW_TRUST_TENANT_HEADERS_FROM": "10.0.0.0/8, 127.0.0.1",
@@ -45,6 +47,7 @@ def test_from_env_reads_every_documented_variable() -> None:
     assert config.timeout == 12.5
     assert config.disable_proxy is True
     assert config.max_retries == 4
+    assert config.max_connections == 250
     assert config.model_prefix == "openai"
     assert config.header_profile == "portkey"
     assert config.trust_tenant_headers_from == ("10.0.0.0/8", "127.0.0.1/32")
@@ -73,6 +76,8 @@ def test_empty_environment_variables_count_as_unset() -> None:
         ("AIGW_TIMEOUT", "-1"),
         ("AIGW_MAX_RETRIES", "two"),
         ("AIGW_MAX_RETRIES", "99"),
+        ("AIGW_MAX_CONNECTIONS", "0"),
+        ("AIGW_MAX_CONNECTIONS", "many"),
         ("AIGW_BASE_URL", "localhost:8080"),
         ("AIGW_BASE_URL", "ftp://gateway"),
         ("AIGW_BASE_URL", "http://gw/ai?x=1"),
@@ -396,6 +401,7 @@ def test_the_environment_variables_are_the_settings_marked_for_it() -> None:
         "AIGW_CALL_DEADLINE",
         "AIGW_DISABLE_PROXY",
         "AIGW_MAX_RETRIES",
+        "AIGW_MAX_CONNECTIONS",
         "AIGW_MODEL_PREFIX",
         "AIGW_HEADER_PROFILE",
         "AIGW_PROFILE_OPTIONS",

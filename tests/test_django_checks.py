@@ -43,6 +43,7 @@ def ids(settings: Any) -> list[str]:
         ({"PROXY": "socks"}, "aigw.E009"),
         ({"DISABLE_PROXY": "maybe"}, "aigw.E010"),
         ({"MAX_RETRIES": 99}, "aigw.E011"),
+        ({"MAX_CONNECTIONS": 0}, "aigw.E030"),
         ({"MODEL_PREFIX": "a/b"}, "aigw.E012"),
         ({"REQUEST_ID_HEADER": "bad header"}, "aigw.E013"),
         ({"TENANT_HEADER": "bad:header"}, "aigw.E014"),

@@ -23,6 +23,7 @@ from aigw_middleware.testing import FakeGateway
 from aigw_middleware.transport import CorrelationTransport
 
 from .fake_secrets import FAKE_API_KEY
+from .holding_gateway import holding_gateway
 
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])
 # The HTTP package this SDK generation builds on, found independently of the code under test.
@@ -131,6 +132,24 @@ async def test_fifty_concurrent_async_calls_keep_their_own_contexts(
         seen.add(n)
     assert len(seen) == 50
     await client.close()
+
+
+async def test_the_sdk_client_opens_as_many_connections_as_max_connections_allows() -> None:
+    async with holding_gateway(hold=0.5) as gateway:
+        wide = AsyncOpenAI(config=GatewayConfig(base_url=gateway.base_url, max_retries=0))
+        await asyncio.gather(
+            *(wide.chat.completions.create(model="m", messages=MESSAGES) for _ in range(150))
+        )
+        await wide.close()
+        wide_peak, gateway.peak = gateway.peak, 0
+        narrow = AsyncOpenAI(
+            config=GatewayConfig(base_url=gateway.base_url, max_connections=3, max_retries=0)
+        )
+        await asyncio.gather(
+            *(narrow.chat.completions.create(model="m", messages=MESSAGES) for _ in range(6))
+        )
+        await narrow.close()
+    assert (wide_peak, gateway.peak) == (150, 3)
 
 
 def test_sdk_retries_keep_the_request_id_and_happen_in_the_sdk_only(
