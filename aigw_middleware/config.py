@@ -115,11 +115,7 @@ class GatewayConfig:
         help="retries after the first attempt (0 to 10)",
     )
     max_connections: int = _setting(
-        1000,
-        parse=parse.connections,
-        check_id="aigw.E030",
-        env=True,
-        help="connections a client may open at once (1 to 100000); at most 100 stay open idle",
+        1000, parse=parse.connections, check_id="aigw.E030", env=True, help="connections per client"
     )
     model_prefix: str | None = _setting(
         None,
