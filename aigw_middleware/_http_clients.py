@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ._httpx import no_cookie_jar, proxy_for, timeout_for
+from ._httpx import limits_for, no_cookie_jar, proxy_for, timeout_for
 from .config import GatewayConfig, _missing_base_url
 from .transport import AsyncCorrelationTransport, CorrelationTransport
 
@@ -88,9 +88,9 @@ def _client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool) -> A
         "headers": config.extra_headers,
         "trust_env": False,
     }
-    proxy = proxy_for(config)
+    proxy, limits = proxy_for(config), limits_for(config, http)
     if asynchronous:
-        inner = http.AsyncHTTPTransport(proxy=proxy)
+        inner = http.AsyncHTTPTransport(proxy=proxy, limits=limits)
         return http.AsyncClient(transport=AsyncCorrelationTransport(inner, config), **options)
-    inner = http.HTTPTransport(proxy=proxy)
+    inner = http.HTTPTransport(proxy=proxy, limits=limits)
     return http.Client(transport=CorrelationTransport(inner, config), **options)

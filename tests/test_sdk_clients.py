@@ -21,6 +21,7 @@ from aigw_middleware import ConfigurationError, GatewayConfig, bind_context
 from aigw_middleware.testing import FakeGateway
 
 from .fake_secrets import FAKE_API_KEY
+from .holding_gateway import holding_gateway
 
 anthropic = pytest.importorskip("anthropic")
 langchain_openai = pytest.importorskip("langchain_openai")
@@ -335,3 +336,18 @@ def test_outside_any_context_each_call_gets_a_fresh_request_id_and_no_tenant(
     assert GENERATED_ID.fullmatch(second["x-ai-request-id"] or "")
     assert first["x-ai-request-id"] != second["x-ai-request-id"]
     assert first["x-ai-tenant"] is None
+
+
+async def test_the_async_clients_open_as_many_connections_as_max_connections_allows() -> None:
+    make = OPENAI_FACTORIES[1]
+    async with holding_gateway(hold=0.5) as gateway:
+        for limit, calls in ((None, 150), (3, 6)):
+            overrides = {} if limit is None else {"max_connections": limit}
+            gateway.peak = 0
+            async with make(base_url=gateway.base_url, **overrides) as http:
+                url = f"{gateway.base_url}/chat/completions"
+                answers = await asyncio.gather(
+                    *(http.post(url, json={"model": "m"}) for _ in range(calls))
+                )
+            assert [answer.status_code for answer in answers] == [200] * calls
+            assert gateway.peak == (calls if limit is None else limit)
