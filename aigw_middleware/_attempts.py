@@ -208,7 +208,7 @@ class Attempts:
 
     def bound(self) -> contextlib.AbstractContextManager[None]:
         """The sync clients' blocking I/O in this block ends at the attempt's deadline."""
-        return deadline_bound(self.deadline, self._passed())
+        return deadline_bound(self.deadline, self._passed)
 
     def unreadable(self, response: httpx.Response, exc: httpx.DecodingError) -> float:
         """A body that does not decode: an error status is judged by its status alone."""

@@ -10,7 +10,7 @@ import contextlib
 import contextvars
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import ModuleType
 from typing import Any
@@ -48,14 +48,14 @@ def limits_for(config: GatewayConfig, http: ModuleType = httpx) -> httpx.Limits:
 
 
 #: The wall-clock deadline (``time.monotonic()``) of the attempt whose blocking I/O runs here,
-#: and how to name it in the timeout it ends with.
-_deadline: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(
+#: and what names it in the timeout it ends with (called only then).
+_deadline: contextvars.ContextVar[tuple[float, Callable[[], str]] | None] = contextvars.ContextVar(
     "aigw_attempt_deadline", default=None
 )
 
 
 @contextlib.contextmanager
-def deadline_bound(deadline: float, name: str) -> Iterator[None]:
+def deadline_bound(deadline: float, name: Callable[[], str]) -> Iterator[None]:
     """Every blocking read, write and connect of the sync clients in this block waits at most
     until ``deadline``, then fails with a timeout naming it: a gateway that drip-feeds its answer
     a byte at a time cannot keep an attempt alive past its deadline, headers included."""
@@ -72,7 +72,7 @@ def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> f
         return timeout
     left = bound[0] - time.monotonic()
     if left <= 0:
-        raise error(bound[1])
+        raise error(bound[1]())
     return left if timeout is None else min(timeout, left)
 
 
