@@ -188,6 +188,25 @@ def test_a_streamed_call_span_ends_after_the_last_chunk_with_usage(
     assert span.attributes["gen_ai.response.id"] == chunks[0].raw["id"]
 
 
+async def test_an_async_streamed_call_span_ends_after_the_last_chunk_with_usage(
+    exporter: InMemorySpanExporter, gateway_config: GatewayConfig
+) -> None:
+    async with AsyncGatewayClient(gateway_config) as client:
+        stream = await client.chat.completions.create(
+            model="m", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = []
+        async for chunk in stream:
+            chunks.append(chunk)
+            assert ours(exporter) == [], "the span ended before the stream did"
+    (span,) = ours(exporter)
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert span.attributes["aigw.attempts"] == 1
+
+
 async def test_an_async_stream_closed_early_ends_its_span(
     exporter: InMemorySpanExporter, gateway_config: GatewayConfig
 ) -> None:
@@ -274,6 +293,35 @@ def test_a_wrapped_client_sends_trace_context_to_the_gateway_and_none_elsewhere(
     assert traceparent_ids(to_gateway.headers["traceparent"])[0] == view.get_span_context().trace_id
     assert "aigw.request_id=" in to_gateway.headers["baggage"]
     assert not {"traceparent", "tracestate", "baggage"}.intersection(to_elsewhere.headers)
+
+
+@pytest.mark.parametrize("instrumented", [False, True], ids=["plain", "httpx-instrumented"])
+def test_a_redirect_to_another_host_loses_the_trace_context_and_a_hop_back_gets_it_again(
+    request: pytest.FixtureRequest,
+    tracer: trace.Tracer,
+    gateway_config: GatewayConfig,
+    fake_gateway: FakeGateway,
+    elsewhere: FakeGateway,
+    instrumented: bool,
+) -> None:
+    if instrumented:
+        request.getfixturevalue("httpx_instrumented")
+    fake_gateway.queue_response(302, headers={"Location": f"{elsewhere.base_url}/hop"})
+    elsewhere.queue_response(302, headers={"Location": f"{fake_gateway.base_url}/models"})
+    config = gateway_config.replace(otel_baggage=True)
+    transport = CorrelationTransport(httpx.HTTPTransport(), config)
+    with (
+        httpx.Client(transport=transport, follow_redirects=True, timeout=5) as client,
+        tracer.start_as_current_span("view") as view,
+    ):
+        assert client.get(f"{fake_gateway.base_url}/models").status_code == 200
+    first, back = fake_gateway.requests
+    (hop,) = elsewhere.requests
+    trace_id = view.get_span_context().trace_id
+    for to_gateway in (first, back):
+        assert traceparent_ids(to_gateway.headers["traceparent"])[0] == trace_id
+        assert "aigw.request_id=" in to_gateway.headers["baggage"]
+    assert not {"traceparent", "tracestate", "baggage"}.intersection(hop.headers)
 
 
 def test_with_the_httpx_instrumentation_the_gateway_gets_one_traceparent_from_its_http_span(
