@@ -62,9 +62,10 @@ def requirement_lines(path: str) -> list[str]:
 
 
 def pinned_to_floor(requirement: Requirement) -> str:
-    floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+    """``name==floor``; a requirement pinned with ``==`` is its own floor."""
+    floors = [spec.version for spec in requirement.specifier if spec.operator in (">=", "==")]
     if len(floors) != 1:
-        raise ValueError(f"{requirement} must declare one floor (>=) for oldest-together")
+        raise ValueError(f"{requirement} must declare one floor (>= or ==) for oldest-together")
     extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
     return f"{requirement.name}{extras}=={floors[0]}"
 

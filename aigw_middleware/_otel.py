@@ -237,11 +237,19 @@ def start_call(
 
 def _openai_instrumented() -> bool:
     """True while ``opentelemetry-instrumentation-openai-v2`` instruments the OpenAI SDK."""
+    instrumentor = _openai_instrumentor()
+    return instrumentor is not None and bool(instrumentor.is_instrumented_by_opentelemetry)
+
+
+@functools.cache
+def _openai_instrumentor() -> Any:
+    """The official OpenAI instrumentor (a singleton), or None when it is not installed: looked
+    up once, as a failed import costs a search of ``sys.path`` on every call."""
     try:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     except ImportError:
-        return False
-    return bool(OpenAIInstrumentor().is_instrumented_by_opentelemetry)  # type: ignore[no-untyped-call]
+        return None
+    return OpenAIInstrumentor()  # type: ignore[no-untyped-call]
 
 
 @functools.lru_cache(maxsize=4)
