@@ -3,8 +3,9 @@
     .venv/bin/nox -l                          # the sessions
     .venv/bin/nox -s oldest-together          # one session; arguments after `--` go to pytest
 
-Each session runs the unit suite (``tests/`` without ``tests/e2e`` and without the docs and
-typing checks, which need the development tools) in its own virtualenv under
+Each session runs the unit suite (``tests/`` without ``tests/e2e`` and ``tests/reliability``,
+which need real servers, and without the docs and typing checks, which need the development
+tools) in its own virtualenv under
 ``.nox/``. A virtualenv is reused as long as its pins, ``pyproject.toml`` and
 ``requirements/test.txt`` are unchanged; newest-together also re-resolves once a day, to pick up
 new releases. Interpreters come from pyenv where it is installed, else from PATH; a session whose
@@ -44,6 +45,7 @@ REPORTED += ("pytest", "pytest-asyncio", "pytest-django", "starlette", "fastapi"
 UNIT_SUITE = (
     "tests",
     "--ignore=tests/e2e",
+    "--ignore=tests/reliability",
     "--ignore=tests/test_docs.py",
     "--ignore=tests/test_typing.py",
 )

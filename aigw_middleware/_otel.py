@@ -126,13 +126,17 @@ def prepare_hop(
         return None
     for key in injected:
         headers.pop(key, None)
-    present = TRACE_HEADERS.intersection(headers.keys())
     otel_context = api.context.get_current()
+    tracing = api.trace.get_current_span(otel_context).get_span_context().is_valid
+    if not tracing and not config.otel_baggage:  # nothing to send: no span, no baggage
+        request.extensions[_TRACE_INJECTED_EXTENSION] = frozenset()
+        return None
+    present = TRACE_HEADERS.intersection(headers.keys())
     if config.otel_baggage:
         for key, value in _baggage_fields(context):
             otel_context = api.baggage.set_baggage(key, value, otel_context)
     carrier: dict[str, str] = {}
-    if api.trace.get_current_span(otel_context).get_span_context().is_valid:
+    if tracing:
         api.propagate.inject(carrier, context=otel_context)
     if config.otel_baggage:
         api.baggage_propagator.inject(carrier, context=otel_context)

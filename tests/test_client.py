@@ -78,6 +78,8 @@ class Api:
             self.client.close()
         elif self._loop is not None:
             self._loop.run_until_complete(self.client.aclose())
+            # As asyncio.run() does: async generators a stream left behind get closed.
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
 
