@@ -28,7 +28,7 @@ from . import _otel
 from ._httpx import deadline_bound, timeout_for, without_credentials
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
-from .context import CorrelationContext, _new_request_id, _safe_context, current_context
+from .context import CorrelationContext, _new_request_id, current_context
 from .errors import (
     ErrorBody,
     GatewayConnectionError,
@@ -39,9 +39,9 @@ from .errors import (
     _is_budget_error,
     _parse_error_body,
 )
-from .profiles import _get_profile
+from .profiles import _get_profile, _HeaderProfile
 from .retry import _decide
-from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION, _Targets
+from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION, _checked_context, _Targets
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Methods that are safe to repeat by definition; every other call gets an idempotency key.
@@ -86,10 +86,10 @@ class Attempts:
         self.config = config
         # What goes on the wire is what results and errors report: an invalid bound value is
         # replaced here, once for the call, rather than per hop by the transport.
-        self.context = _safe_context(current_context() or CorrelationContext(_new_request_id()))
+        self.context = _checked_context(current_context() or CorrelationContext(_new_request_id()))
         self.attempt = 0
         # Body fields go only with calls under base_url, as the correlation headers do.
-        profile = _get_profile(config.header_profile, config.profile_options)
+        profile = _profile(config)
         if profile.body and not absolute and isinstance(spec.json, Mapping):
             spec = replace(spec, json=profile.body_fields(spec.json, self.context))
         self.spec = spec
@@ -104,9 +104,13 @@ class Attempts:
             spec.method.upper() in _IDEMPOTENT_METHODS or IDEMPOTENCY_KEY in self._headers
         )
 
-    def _checked_headers(self, spec: RequestSpec) -> httpx.Headers:
+    def _checked_headers(self, spec: RequestSpec) -> httpx.Headers | dict[str, str]:
+        if not spec.headers:
+            if spec.method.upper() in _IDEMPOTENT_METHODS:
+                return {}
+            return {IDEMPOTENCY_KEY: _idempotency_key()}
         headers = httpx.Headers()
-        for name, value in (spec.headers or {}).items():
+        for name, value in spec.headers.items():
             if not isinstance(name, str) or not isinstance(value, str):
                 raise self.invalid(f"header {name!r}: names and values must be strings")
             if _FORBIDDEN_IN_HEADERS.intersection(name) or _FORBIDDEN_IN_HEADERS.intersection(
@@ -119,7 +123,7 @@ class Attempts:
         if key == "":
             del headers[IDEMPOTENCY_KEY]  # the caller asked for none
         elif key is None and spec.method.upper() not in _IDEMPOTENT_METHODS:
-            headers[IDEMPOTENCY_KEY] = f"aigw-retry-{uuid.uuid4().hex}"
+            headers[IDEMPOTENCY_KEY] = _idempotency_key()
         return headers
 
     def trace(self) -> None:
@@ -169,7 +173,7 @@ class Attempts:
             content=spec.content,
             params=spec.params,
             headers=self._headers,
-            timeout=timeout_for(min(seconds, max(self.deadline - now, 0.001))),
+            timeout=_timeout(min(seconds, max(self.deadline - now, 0.001))),
             extensions={_CONTEXT_EXTENSION: self.context, _ATTEMPT_EXTENSION: self.attempt},
         )
         if request.url.userinfo:
@@ -271,6 +275,23 @@ class Attempts:
     def _fits(self, delay: float) -> bool:
         """True when a retry after ``delay`` seconds starts before the call deadline."""
         return time.monotonic() + delay < self.call_deadline
+
+
+def _idempotency_key() -> str:
+    return f"aigw-retry-{uuid.uuid4().hex}"
+
+
+#: An attempt's timeout is nearly always the configured one: built once per value.
+_timeout = functools.lru_cache(maxsize=64)(timeout_for)
+
+
+def _profile(config: GatewayConfig) -> _HeaderProfile:
+    return _profile_of(config.header_profile, tuple(config.profile_options.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _profile_of(name: str, options: tuple[tuple[str, str], ...]) -> _HeaderProfile:
+    return _get_profile(name, dict(options))
 
 
 @functools.lru_cache(maxsize=64)

@@ -140,6 +140,10 @@ def prepare_hop(
         api.propagate.inject(carrier, context=otel_context)
     if config.otel_baggage:
         api.baggage_propagator.inject(carrier, context=otel_context)
+    if not carrier:
+        request.extensions[_TRACE_INJECTED_EXTENSION] = frozenset()
+        return None
+    present = TRACE_HEADERS.intersection(headers.keys())
     added = set()
     for key, value in carrier.items():
         if key.lower() not in present:  # set explicitly on this call: it wins

@@ -48,10 +48,14 @@ class ShapeError(ValueError):
 
 
 def _first(response: httpx.Response, names: tuple[str, ...]) -> str | None:
+    headers = response.headers
+    # One pass over the raw names instead of a scan of every header per name looked for.
+    present = {key.lower() for key, _ in headers.raw}
     for name in names:
-        value = response.headers.get(name)
-        if value:
-            return str(value)
+        if name.encode() in present:
+            value = headers.get(name)
+            if value:
+                return str(value)
     return None
 
 

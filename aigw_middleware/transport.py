@@ -45,6 +45,9 @@ _API_KEY_EXTENSION = "aigw.api_key"
 _INJECTED_EXTENSION = "aigw.injected"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: URLs (scheme, host, port, path) whose match is remembered per client; then it starts over.
+_MAX_REMEMBERED_URLS = 256
+_NOTHING_INJECTED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,19 @@ class _Targets:
     def __init__(self, base_url: str | None, propagate_to: tuple[str, ...] = ()) -> None:
         urls = ([base_url] if base_url else []) + list(propagate_to)
         self._targets = tuple(_Target.parse(url) for url in urls)
+        # A client calls a few URLs over and over: each is matched once.
+        self._seen: dict[tuple[str, str, int | None, str], bool] = {}
 
     def match(self, url: httpx.URL) -> bool:
         """True when ``url`` is under one of the targets."""
-        return any(target.matches(url) for target in self._targets)
+        key = (url.scheme, url.host, url.port, url.path)
+        found = self._seen.get(key)
+        if found is None:
+            found = any(target.matches(url) for target in self._targets)
+            if len(self._seen) >= _MAX_REMEMBERED_URLS:
+                self._seen.clear()
+            self._seen[key] = found
+        return found
 
 
 class _HeaderInjector:
@@ -108,6 +120,9 @@ class _HeaderInjector:
             {"authorization"}, (name.lower() for name in config.extra_headers)
         )
         self._targets = _Targets(config.base_url, tuple(config.propagate_to))
+        # Headers of the last context seen, unless the profile has a fresh value per request.
+        self._per_request = bool(self.profile.fresh)
+        self._last: tuple[CorrelationContext, tuple[tuple[str, str, str], ...]] | None = None
 
     def is_target(self, url: httpx.URL) -> bool:
         """True when ``url`` is under ``base_url`` or one of ``propagate_to``."""
@@ -117,22 +132,24 @@ class _HeaderInjector:
         """Rewrite ``request``'s correlation and trace headers for this hop; return the context
         used and the token to pass to ``_otel.end_hop`` once the hop is done."""
         context = _context_of(request)
-        target = self.is_target(request.url)
+        target = self._targets.match(request.url)
         headers = request.headers
-        present = set(headers.keys())  # lower-cased; one pass instead of a scan per name
-        injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, frozenset())
+        # Lower-cased names, from the raw list: one pass instead of a scan per name, and no
+        # look-up of the headers' encoding per name (header names are ASCII tokens).
+        present = {key.decode("latin-1").lower() for key, _ in headers.raw}
+        injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, _NOTHING_INJECTED)
         if not target:
             for key in present.intersection(self._gateway_only | injected):
                 del headers[key]
-            request.extensions[_INJECTED_EXTENSION] = frozenset()
+            request.extensions[_INJECTED_EXTENSION] = _NOTHING_INJECTED
             return context, _otel.prepare_hop(request, self.config, context, target)
-        for key in present.intersection(self._generic).difference(injected):
-            if not self._explicit_ok(key, headers[key]):
-                del headers[key]
-                present.discard(key)
+        if not present.isdisjoint(self._generic):
+            for key in present.intersection(self._generic).difference(injected):
+                if not self._explicit_ok(key, headers[key]):
+                    del headers[key]
+                    present.discard(key)
         added = set()
-        for name, value in self.profile.headers(context, self.names):
-            key = name.lower()
+        for name, key, value in self._headers_of(context):
             if key in present and key not in injected:
                 continue  # set explicitly on this call: it wins
             headers[name] = value
@@ -145,11 +162,25 @@ class _HeaderInjector:
             if api_key is not None:
                 headers["Authorization"] = f"Bearer {api_key}"
                 added.add("authorization")
-        for key in present.intersection(injected).difference(added):
-            del headers[key]
+        if injected:
+            for key in present.intersection(injected).difference(added):
+                del headers[key]
         request.extensions[_INJECTED_EXTENSION] = frozenset(added)
         # Last, as it may attach an OpenTelemetry context that only end_hop detaches.
         return context, _otel.prepare_hop(request, self.config, context, target)
+
+    def _headers_of(self, context: CorrelationContext) -> tuple[tuple[str, str, str], ...]:
+        """The profile's headers for ``context``: (name, lower-cased name, value) each. A
+        context is immutable, so the calls of one request reuse the headers built for it."""
+        last = self._last
+        if last is not None and last[0] is context:
+            return last[1]
+        built = tuple(
+            (name, name.lower(), value) for name, value in self.profile.headers(context, self.names)
+        )
+        if not self._per_request:
+            self._last = (context, built)
+        return built
 
     def _explicit_ok(self, key: str, value: str) -> bool:
         ok = _VALID[self._generic[key]](value)
@@ -202,10 +233,26 @@ def _name_of(resolver: Callable[..., Any]) -> str:
 def _context_of(request: httpx.Request) -> CorrelationContext:
     found: Any = request.extensions.get(_CONTEXT_EXTENSION)
     context = found if isinstance(found, CorrelationContext) else current_context()
-    context = _safe_context(context or CorrelationContext(_new_request_id()))
+    context = _checked_context(context or CorrelationContext(_new_request_id()))
     if context is not found:
         request.extensions[_CONTEXT_EXTENSION] = context
     return context
+
+
+#: The last context found valid. A context is immutable, so the calls and hops made under one
+#: bound context check its values once.
+_valid: CorrelationContext | None = None
+
+
+def _checked_context(context: CorrelationContext) -> CorrelationContext:
+    """``context`` if its values are valid, else a safe copy (see ``_safe_context``)."""
+    global _valid
+    if context is _valid:
+        return context
+    safe = _safe_context(context)
+    if safe is context:
+        _valid = context
+    return safe
 
 
 def _target_of(url: httpx.URL) -> str:

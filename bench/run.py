@@ -58,12 +58,20 @@ class Settings:
         self.outbound_calls = 20_000 if full else 2_000 if quick else 200
         self.loops = 200 if mode != "smoke" else 20
         self.alloc_ops = 1000 if full else 500 if quick else 50
+        #: Only these variants of each group (None: all), e.g. while optimising one path.
+        self.variants: set[str] | None = None
 
 
 def variant_groups(settings: Settings) -> dict[str, dict[str, VariantFactory]]:
     groups = inbound.groups()
     groups.update(outbound.groups(long_stream=settings.long_stream))
-    return groups
+    return {group: _chosen(factories, settings) for group, factories in groups.items()}
+
+
+def _chosen(factories: dict[str, VariantFactory], settings: Settings) -> dict[str, VariantFactory]:
+    if settings.variants is None:
+        return factories
+    return {name: make for name, make in factories.items() if name in settings.variants}
 
 
 def build(
@@ -151,7 +159,7 @@ def child_wall(group: str, settings: Settings) -> None:
 
 def _factories(group: str, settings: Settings) -> dict[str, VariantFactory]:
     if group == OPENAI3_GROUP:
-        return outbound.openai3_group()
+        return _chosen(outbound.openai3_group(), settings)
     return variant_groups(settings)[group]
 
 
@@ -173,6 +181,7 @@ def callgrind_groups(
             str(settings.callgrind_ops),
             "--mode",
             settings.mode,
+            *(["--variants", ",".join(sorted(settings.variants))] if settings.variants else []),
         )
         env = {**os.environ, "DEBUGINFOD_URLS": "", "PYTHONHASHSEED": "0"}
         try:
@@ -271,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the variant groups as Markdown tables")
     parser.add_argument("--groups", help="comma-separated groups to run (default: all)")
     parser.add_argument(
+        "--variants", help="comma-separated variants to run in each group (default: all)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="print cProfile's top functions per inbound path"
     )
     parser.add_argument("--child-callgrind", help=argparse.SUPPRESS)
@@ -281,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = args.mode or ("smoke" if args.smoke else "quick" if args.quick else "full")
     settings = Settings(mode)
+    if args.variants:
+        settings.variants = set(args.variants.split(","))
 
     if args.child_callgrind:
         settings.callgrind_ops = args.ops
