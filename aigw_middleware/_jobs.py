@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from .context import CorrelationContext, _make_context, _reset_context, _set_context
 from .propagation import _KEYS, extract, inject
@@ -21,16 +21,19 @@ def carrier_at_enqueue() -> dict[str, str]:
     return carrier
 
 
-def context_from(carrier: Mapping[str, Any] | None) -> CorrelationContext:
+def context_from(carrier: object) -> CorrelationContext:
     """The context a job runs with: the one ``carrier`` holds, else a fresh request ID only.
 
-    Invalid values are dropped with one WARNING (``extract``); nothing is raised.
+    Invalid values, and a carrier that is not a mapping, are dropped with one WARNING
+    (``extract``); nothing is raised.
     """
-    return (extract(carrier) if carrier is not None else None) or _make_context()
+    if carrier is None:
+        return _make_context()
+    return extract(cast(Mapping[str, Any], carrier)) or _make_context()
 
 
 @contextmanager
-def bound_from(carrier: Mapping[str, Any] | None) -> Iterator[CorrelationContext]:
+def bound_from(carrier: object) -> Iterator[CorrelationContext]:
     """Bind :func:`context_from` ``carrier`` for the ``with`` block; reset on the way out."""
     context = context_from(carrier)
     token = _set_context(context)

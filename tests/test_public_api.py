@@ -80,6 +80,7 @@ PUBLIC: dict[str, list[str]] = {
     "aigw_middleware.django.checks": [],
     "aigw_middleware.django.conf": [],
     "aigw_middleware.django.middleware": ["AIGatewayMiddleware", "request_context"],
+    "aigw_middleware.django.tasks": ["CARRIER_KWARG", "CorrelationTask", "task"],
     "aigw_middleware.dramatiq": ["CorrelationMiddleware"],
     "aigw_middleware.errors": [
         "AuthenticationError",

@@ -1,7 +1,7 @@
 """The actors of the Dramatiq end-to-end test, on a Redis broker, as a project would define
 them; the ``dramatiq tests.e2e.dramatiq_actors:broker`` worker processes import this module.
 
-The broker URL comes from ``AIGW_TEST_DRAMATIQ_REDIS``, set by the test before it imports it.
+The broker URL comes from ``DRAMATIQ_E2E_REDIS``, set by the test before it imports it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dramatiq.brokers.redis import RedisBroker
 from aigw_middleware import get_client
 from aigw_middleware.dramatiq import CorrelationMiddleware
 
-BROKER_ENV = "AIGW_TEST_DRAMATIQ_REDIS"
+BROKER_ENV = "DRAMATIQ_E2E_REDIS"
 QUEUE = "aigw-e2e"
 
 broker = RedisBroker(url=os.environ[BROKER_ENV])

@@ -45,17 +45,17 @@ WARNING = "aigw: ignored correlation values in a message"
 def actors() -> Iterator[ModuleType]:
     """The actors module on a fresh redis-server, imported as the worker processes import it."""
     with redis_server() as url:
-        before = os.environ.get("AIGW_TEST_DRAMATIQ_REDIS")
-        os.environ["AIGW_TEST_DRAMATIQ_REDIS"] = url
+        before = os.environ.get("DRAMATIQ_E2E_REDIS")
+        os.environ["DRAMATIQ_E2E_REDIS"] = url
         try:
             module = importlib.import_module("tests.e2e.dramatiq_actors")
             yield module
             module.broker.close()
         finally:
             if before is None:
-                del os.environ["AIGW_TEST_DRAMATIQ_REDIS"]
+                del os.environ["DRAMATIQ_E2E_REDIS"]
             else:
-                os.environ["AIGW_TEST_DRAMATIQ_REDIS"] = before
+                os.environ["DRAMATIQ_E2E_REDIS"] = before
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def workers(actors: ModuleType, gateway: FakeGateway) -> Iterator[WorkerProcesse
         argv,
         {
             "AIGW_BASE_URL": gateway.base_url,
-            "AIGW_TEST_DRAMATIQ_REDIS": os.environ["AIGW_TEST_DRAMATIQ_REDIS"],
+            "DRAMATIQ_E2E_REDIS": os.environ["DRAMATIQ_E2E_REDIS"],
         },
     )
     try:

@@ -167,6 +167,14 @@ def wait_for_gateway_calls(gateway: FakeGateway, count: int, timeout: float) -> 
         time.sleep(0.05)
 
 
+def wait_for_labels(gateway: FakeGateway, sent: list[Sent], timeout: float) -> None:
+    """Wait until the gateway received a call for every one of ``sent`` (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    labels = {s.label for s in sent}
+    while not labels <= received_by_label(gateway).keys() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def received_by_label(gateway: FakeGateway) -> dict[str, tuple[str | None, ...]]:
     """What the gateway received per task, keyed by the label each task sends as its prompt."""
     names = ("x-ai-request-id", "x-ai-tenant", "x-ai-team", "x-ai-user", "x-ai-session")
