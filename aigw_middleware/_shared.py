@@ -201,9 +201,27 @@ _active: contextvars.ContextVar[SharedClients | None] = contextvars.ContextVar(
 )
 
 
+#: Each returns the shared clients of the framework app served here (Flask's current app), or
+#: None; asked only by ``get_client()`` calls, so that requests pay nothing for it.
+_app_finders: list[Callable[[], SharedClients | None]] = []
+
+
 def active() -> SharedClients:
     """The shared clients that serve ``get_client()`` here: the adapter's, else the default."""
-    return _active.get() or _default
+    clients = _active.get()
+    if clients is not None:
+        return clients
+    for find in _app_finders:
+        clients = find()
+        if clients is not None:
+            return clients
+    return _default
+
+
+def add_app_finder(find: Callable[[], SharedClients | None]) -> None:
+    """Let ``get_client()`` ask ``find`` for the current app's clients (once per ``find``)."""
+    if find not in _app_finders:
+        _app_finders.append(find)
 
 
 def activate(clients: SharedClients) -> contextvars.Token[SharedClients | None]:

@@ -14,12 +14,13 @@ call of the wrapped application, streamed bodies and background tasks included.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._shared import SharedClients, activate, deactivate
+from ._shared import SharedClients
+from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import _reset_context, _set_context
+from .context import _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
@@ -74,9 +75,16 @@ class AIGatewayMiddleware:
             raise
         self._clients = None if config is None and not overrides else SharedClients(self.config)
         self._error_responses_covered = False
+        # True once a layer outside the framework's error handler reads the ID from the scope.
+        self._scope_echo = False
         self.policy = InboundPolicy.from_config(self.config)
         """The request-ID and tenant trust rules of :attr:`config`."""
         self._echo_name = self.config.request_id_header.lower().encode("latin-1")
+        self._echo = self.config.echo_request_id
+        # The few headers the policy may read, by their lower-case name in the scope.
+        self._wanted = {
+            key.encode("latin-1"): key for key in self.policy.wanted(self.policy.lowercase_keys)
+        }
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if not self._error_responses_covered:
@@ -86,27 +94,32 @@ class AIGatewayMiddleware:
             if scope["type"] == "lifespan":
                 self.close()
             return
-        headers = _headers_of(scope)
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        get_header = lambda name: headers.get(name.lower())  # noqa: E731
-        if self.policy.resolver_is_async:
+        policy = self.policy
+        get_header = _wanted_headers(scope, self._wanted).get
+        peer = _peer(scope) if policy.trusted_networks else None
+        if policy.resolver_is_async:
             # Awaited here, on the event loop: no thread hop.
-            context = await self.policy.acontext_for(get_header, peer, scope)
+            context = await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
         else:
-            context = self.policy.context_for(get_header, peer, scope)
-        if self.config.echo_request_id:
-            send = self._echoing(send, context.request_id.encode("latin-1"))
-            scope[_SCOPE_KEY] = context.request_id
-        token = _set_context(context)
+            context = policy.context_for(get_header, peer, scope, policy.lowercase_keys)
+        if self._echo:
+            if self._scope_echo:
+                scope[_SCOPE_KEY] = context.request_id
+            send = _echoing(
+                send,
+                self._echo_name,
+                context.request_id.encode("latin-1"),
+                scope if self._scope_echo else None,
+            )
+        token = _current.set(context)
         # With its own config, get_client() / get_async_client() use it inside its requests.
-        clients_token = None if self._clients is None else activate(self._clients)
+        clients_token = None if self._clients is None else _active_clients.set(self._clients)
         try:
             await self.app(scope, receive, send)
         finally:
             if clients_token is not None:
-                deactivate(clients_token)
-            _reset_context(token)
+                _active_clients.reset(clients_token)
+            _current.reset(token)
 
     def close(self) -> None:
         """Close the shared sync client made for this middleware's own config, if any.
@@ -115,16 +128,6 @@ class AIGatewayMiddleware:
         """
         if self._clients is not None:
             self._clients.close()
-
-    def _echoing(self, send: _Send, request_id: bytes) -> _Send:
-        name = self._echo_name
-
-        async def send_with_request_id(message: _Message) -> None:
-            if message["type"] in _RESPONSE_STARTS:
-                message = _with_header(message, name, request_id)
-            await send(message)
-
-        return send_with_request_id
 
     def _cover_error_responses(self, app: Any) -> None:
         """Add the request ID to the 500 that Starlette's error middleware sends.
@@ -141,9 +144,11 @@ class AIGatewayMiddleware:
             self.config.echo_request_id
             and stack is not None
             and hasattr(app, "build_middleware_stack")
-            and not isinstance(stack, _ErrorResponseEcho)
         ):
-            app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
+            # The layer reads the chosen ID from the scope, this middleware's or another's.
+            self._scope_echo = True
+            if not isinstance(stack, _ErrorResponseEcho):
+                app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
 
 
 class _ErrorResponseEcho:
@@ -154,39 +159,76 @@ class _ErrorResponseEcho:
         self.app = app
         self._name = name
 
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    # Not a coroutine function: it returns the wrapped app's awaitable, one frame fewer.
+    def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        name = self._name
 
-        async def send_with_request_id(message: _Message) -> None:
-            request_id = scope.get(_SCOPE_KEY)
-            if message["type"] == "http.response.start" and isinstance(request_id, str):
-                message = _with_header(message, self._name, request_id.encode("latin-1"))
-            await send(message)
+        def send_with_request_id(message: _Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                # Still there only when the response did not pass through the middleware.
+                request_id = scope.get(_SCOPE_KEY)
+                if isinstance(request_id, str):
+                    message = _with_header(message, name, request_id.encode("latin-1"))
+            return send(message)
 
-        await self.app(scope, receive, send_with_request_id)
+        return self.app(scope, receive, send_with_request_id)
+
+
+def _echoing(send: _Send, name: bytes, value: bytes, scope: _Scope | None) -> _Send:
+    """``send`` that adds the request ID to the response start (or websocket accept); and
+    takes the ID out of ``scope``, if given, for the layer outside the error handler."""
+
+    # Not a coroutine function: it hands back send's awaitable, one coroutine fewer per message.
+    def send_with_request_id(message: _Message) -> Awaitable[None]:
+        if message["type"] in _RESPONSE_STARTS:
+            message = _with_header(message, name, value)
+            if scope is not None:
+                # The response has its ID: the outer layer has nothing to add.
+                scope.pop(_SCOPE_KEY, None)
+        return send(message)
+
+    return send_with_request_id
 
 
 def _with_header(message: _Message, name: bytes, value: bytes) -> _Message:
     """``message`` with the header ``name: value`` added, unless it has that header already."""
-    headers = list(message.get("headers") or ())
-    if any(bytes(key).lower() == name for key, _ in headers):
-        return message
+    headers = message.get("headers") or ()
+    size = len(name)
+    for key, _ in headers:
+        if len(key) == size and bytes(key).lower() == name:
+            return message
     return {**message, "headers": [*headers, (name, value)]}
 
 
-def _headers_of(scope: _Scope) -> dict[str, str | None]:
-    """Request headers by lower-case name, repeated ones joined as :func:`_joined` does."""
-    grouped: dict[str, list[str]] = {}
+def _peer(scope: _Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _wanted_headers(scope: _Scope, wanted: dict[bytes, str]) -> dict[str, str]:
+    """The ``wanted`` request headers of ``scope`` by lower-case name, decoded as latin-1.
+
+    Only those are decoded; repeated ones are joined with ``", "``, the way Django and the ASGI
+    spec combine them.
+    """
+    found: dict[str, str] = {}
     for key, value in scope.get("headers") or ():
-        grouped.setdefault(bytes(key).decode("latin-1").lower(), []).append(
-            bytes(value).decode("latin-1")
-        )
-    return {name: _joined(values) for name, values in grouped.items()}
-
-
-def _joined(values: Iterable[str]) -> str | None:
-    """Repeated header values as one string, the way Django and the ASGI spec combine them."""
-    items = list(values)
-    return ", ".join(items) if items else None
+        try:
+            known = key in wanted
+        except TypeError:  # a bytearray: unhashable
+            key = bytes(key)
+            known = key in wanted
+        name: str | None
+        if known:
+            name = wanted[key]
+        elif key.islower():
+            continue  # lower case, as servers send them: not one of ours
+        else:
+            name = wanted.get(key.lower())
+            if name is None:
+                continue
+        text = value.decode("latin-1")
+        found[name] = f"{found[name]}, {text}" if name in found else text
+    return found

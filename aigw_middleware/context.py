@@ -99,6 +99,44 @@ class CorrelationContext:
     """The OpenTelemetry trace ID (32 hex characters) active when an adapter bound the context."""
 
 
+class _Draft:
+    """:class:`CorrelationContext`'s slots without its frozen ``__setattr__``.
+
+    The dataclass's ``__init__`` stores each field with ``object.__setattr__``, which costs
+    about four times as much as six plain slot stores and a class change; adapters build a
+    context on every request, so :func:`_unchecked_context` builds it this way.
+    """
+
+    __slots__ = CorrelationContext.__slots__
+    request_id: str
+    tenant: str | None
+    team: str | None
+    user: str | None
+    session: str | None
+    trace_id: str | None
+
+
+def _unchecked_context(
+    request_id: str,
+    tenant: str | None,
+    team: str | None,
+    user: str | None,
+    session: str | None,
+    trace_id: str | None,
+) -> CorrelationContext:
+    """``CorrelationContext(request_id, tenant, team, user, session, trace_id)``, built cheaply;
+    for values the caller has validated."""
+    draft = _Draft()
+    draft.request_id = request_id
+    draft.tenant = tenant
+    draft.team = team
+    draft.user = user
+    draft.session = session
+    draft.trace_id = trace_id
+    draft.__class__ = CorrelationContext  # type: ignore[assignment]
+    return draft  # type: ignore[return-value]
+
+
 _current: contextvars.ContextVar[CorrelationContext | None] = contextvars.ContextVar(
     "aigw_correlation", default=None
 )
@@ -310,19 +348,37 @@ class BoundIterator(Generic[_T]):
         return self
 
     def __next__(self) -> _T:
-        with _bound_to(self._context, *self._also):
-            if self._iterator is None:
-                self._iterator = iter(self._parts)
-            return next(self._iterator)
+        if self._also:
+            with _bound_to(self._context, *self._also):
+                return self._next()
+        # Each step of every streamed (and, under Flask, every) body: no context manager.
+        token = _current.set(self._context)
+        try:
+            return self._next()
+        finally:
+            _current.reset(token)
+
+    def _next(self) -> _T:
+        if self._iterator is None:
+            self._iterator = iter(self._parts)
+        return next(self._iterator)
 
     def close(self) -> None:
         """Close ``parts`` (when it can be closed) with the context bound."""
         close = getattr(self._parts, "close", None)
         if close is None and self._iterator is not None:
             close = getattr(self._iterator, "close", None)
-        if close is not None:
+        if close is None:
+            return
+        if self._also:
             with _bound_to(self._context, *self._also):
                 close()
+            return
+        token = _current.set(self._context)
+        try:
+            close()
+        finally:
+            _current.reset(token)
 
 
 class AsyncBoundIterator(Generic[_T]):

@@ -9,7 +9,6 @@ app's ``AIGW_*`` config inside its app context.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -17,21 +16,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 try:
-    from flask import Flask, appcontext_pushed, current_app, g, request
+    from flask import Flask, current_app, has_app_context, request
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "aigw_middleware.flask needs Flask: pip install 'aigw-middleware[flask]'"
     ) from exc
-from werkzeug.datastructures import EnvironHeaders
 
 from ._parsers import _did_you_mean
-from ._shared import SharedClients, activate, deactivate
+from ._shared import SharedClients, activate, add_app_finder, deactivate
+from ._shared import _active as _active_clients
 from .client import AsyncGatewayClient, GatewayClient
 from .config import _SETTINGS, GatewayConfig, TenantResolver
-from .context import BoundIterator, CorrelationContext, _reset_context, _set_context
+from .context import BoundIterator, CorrelationContext, _current, _set_context
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
-from .wsgi import _clients_active, _direct_peer, _echoing
+from .wsgi import _direct_peer, _echoing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,8 +44,6 @@ _ENVIRON_KEY = "aigw.context"
 _CONFIG_PREFIX = "AIGW_"
 
 _logger = logging.getLogger("aigw_middleware")
-# Where an app context keeps the tokens of its activation of the app's shared clients.
-_TOKENS_ATTRIBUTE = "_aigw_clients_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +124,9 @@ class AIGateway:
         app.wsgi_app = _CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         if state.policy.resolver is not None:
             app.before_request_funcs.setdefault(None, []).insert(0, _resolve_tenant)
-        # get_client() / get_async_client() use the app's clients inside its app contexts.
-        appcontext_pushed.connect(_activate_app_clients)
-        app.teardown_appcontext(_deactivate_app_clients)
+        # get_client() / get_async_client() use the app's clients inside its app contexts, found
+        # when they are called (no per-request hook).
+        add_app_finder(_current_app_clients)
 
     @property
     def client(self) -> GatewayClient:
@@ -201,31 +198,58 @@ class _CorrelationMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         policy, config = self._state.policy, self._state.config
-        get_header = EnvironHeaders(environ).get
+        get_header, keys = environ.get, policy.environ_keys
         if policy.resolver is None:
-            context = policy.context_for(get_header, _direct_peer(environ))
+            peer = _direct_peer(environ) if policy.trusted_networks else None
+            context = policy.context_for(get_header, peer, None, keys)
         else:
             # Tenant, team and user are decided once, by _resolve_tenant, which has Flask's
             # request.
             context = CorrelationContext(
-                policy.request_id(get_header), session=policy.session(get_header)
+                policy.request_id(get_header, None, keys), session=policy.session(get_header, keys)
             )
         environ[_ENVIRON_KEY] = context
         if config.echo_request_id:
             start_response = _echoing(start_response, config.request_id_header, context.request_id)
-        token = _set_context(context)
+        token = _current.set(context)
         try:
             body = self.wsgi_app(environ, start_response)
         finally:
-            _reset_context(token)
+            _current.reset(token)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return body  # left as it is so the server can use sendfile; no app code runs there
         # Flask tears the request and app contexts down before the server iterates a streamed
         # body (unless it uses stream_with_context), so each step and close() (the server's call
         # at the end, or when the client went away) bind the context and the app's clients.
-        clients = self._state.clients
-        return BoundIterator(body, environ[_ENVIRON_KEY], lambda: _clients_active(clients))
+        return _BoundBody(body, environ[_ENVIRON_KEY], self._state.clients)
+
+
+class _BoundBody(BoundIterator[bytes]):
+    """The body with the request's context bound and the app's clients active around each step
+    and around ``close()``."""
+
+    def __init__(
+        self, body: Iterable[bytes], context: CorrelationContext, clients: SharedClients
+    ) -> None:
+        super().__init__(body, context)
+        self._clients = clients
+
+    def __next__(self) -> bytes:
+        token = _current.set(self._context)
+        clients_token = _active_clients.set(self._clients)
+        try:
+            return self._next()
+        finally:
+            _active_clients.reset(clients_token)
+            _current.reset(token)
+
+    def close(self) -> None:
+        token = activate(self._clients)
+        try:
+            super().close()
+        finally:
+            deactivate(token)
 
 
 def _resolve_tenant() -> None:
@@ -242,7 +266,7 @@ def _resolve_tenant() -> None:
         if policy.resolver_is_async
         else policy.attribution
     )
-    values = attribution(request.headers.get, _direct_peer(environ), request)
+    values = attribution(environ.get, _direct_peer(environ), request, policy.environ_keys)
     context = CorrelationContext(context.request_id, **values)
     environ[_ENVIRON_KEY] = context
     # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which
@@ -250,19 +274,9 @@ def _resolve_tenant() -> None:
     _set_context(context)
 
 
-def _activate_app_clients(app: Flask, **_: Any) -> None:
-    """On every push of an app context (a request's included): the app's clients are active."""
-    state = app.extensions.get(_EXTENSION_KEY)
-    if isinstance(state, _AIGatewayState):
-        tokens = g.__dict__.setdefault(_TOKENS_ATTRIBUTE, [])
-        tokens.append(activate(state.clients))
-
-
-def _deactivate_app_clients(exc: BaseException | None) -> None:
-    """At the teardown of the app context, in the frame that pushed it: undo the activations."""
-    tokens = g.__dict__.pop(_TOKENS_ATTRIBUTE, [])
-    for token in reversed(tokens):
-        # A context pushed and popped in different contextvars contexts cannot be reset there;
-        # that must not fail the teardown (and the response) of the request.
-        with contextlib.suppress(ValueError):
-            deactivate(token)
+def _current_app_clients() -> SharedClients | None:
+    """The current app's clients, when there is an app context and the app has the extension."""
+    if not has_app_context():
+        return None
+    state = current_app.extensions.get(_EXTENSION_KEY)
+    return state.clients if isinstance(state, _AIGatewayState) else None

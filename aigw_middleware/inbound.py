@@ -21,6 +21,7 @@ from .context import (
     _is_valid_request_id,
     _is_valid_user,
     _new_request_id,
+    _unchecked_context,
 )
 from .log import _escape_for_log
 
@@ -33,6 +34,8 @@ HeaderGetter = Callable[[str], "str | None"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: Resolver results that are never awaitable: the documented shapes, checked first (cheap).
+_PLAIN_RESULTS = (tuple, list, dict, type(None))
 #: The keys a tenant resolver's mapping may have.
 _RESOLVER_KEYS = ("tenant", "team", "user", "session")
 #: Each attributed field's rule, as the inbound side applies it.
@@ -42,6 +45,41 @@ _VALID: dict[str, Callable[[object], bool]] = {
     "user": _is_valid_user,
     "session": _is_valid_request_id,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderKeys:
+    """The keys under which a header getter finds the headers a policy reads.
+
+    A policy keeps three sets: the configured names (for getters that ignore case, such as
+    Django's ``request.headers``), the lower-case names (ASGI), and the WSGI environ keys
+    (``HTTP_X_AI_REQUEST_ID``, as in Django's ``request.META``), so that each adapter looks a
+    header up without building a headers object for the whole request.
+    """
+
+    request_id: tuple[str, ...]
+    session: str
+    tenant: str
+    team: str
+    user: str
+
+    def mapped(self, key_of: Callable[[str], str]) -> _HeaderKeys:
+        return _HeaderKeys(
+            tuple(key_of(name) for name in self.request_id),
+            key_of(self.session),
+            key_of(self.tenant),
+            key_of(self.team),
+            key_of(self.user),
+        )
+
+    def all(self) -> tuple[str, ...]:
+        return (*self.request_id, self.session, self.tenant, self.team, self.user)
+
+
+def _environ_key(name: str) -> str:
+    """The WSGI environ key of header ``name`` (PEP 3333; Django's ``HttpHeaders.to_wsgi_name``)."""
+    key = name.replace("-", "_").upper()
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +110,45 @@ class InboundPolicy:
     resolver_is_async: bool = field(init=False, default=False)
     """True when the resolver is a coroutine function (``async def``, or an object whose
     ``__call__`` is one): async adapters await it on the running event loop."""
+    header_keys: _HeaderKeys = field(init=False, repr=False, compare=False)
+    """The configured header names, for getters that ignore case."""
+    lowercase_keys: _HeaderKeys = field(init=False, repr=False, compare=False)
+    """The same headers by lower-case name, for getters over ASGI headers."""
+    environ_keys: _HeaderKeys = field(init=False, repr=False, compare=False)
+    """The same headers by WSGI environ key, for getters over a WSGI environ or Django's META."""
+    # The request-ID headers by key, for the warning that names an invalid one.
+    _names: dict[str, str] = field(init=False, repr=False, compare=False)
+    # False when OpenTelemetry is not installed, so there is never a trace to record.
+    _traced: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resolver_is_async", _is_async_callable(self.resolver))
+        keys = _HeaderKeys(
+            self.request_id_headers,
+            self.session_header,
+            self.tenant_header,
+            self.team_header,
+            self.user_header,
+        )
+        lowercase, environ = keys.mapped(str.lower), keys.mapped(_environ_key)
+        names: dict[str, str] = {}
+        for each in (environ, lowercase, keys):  # the configured spelling wins a clash
+            names.update(zip(each.all(), keys.all(), strict=True))
+        for name, value in (
+            ("resolver_is_async", _is_async_callable(self.resolver)),
+            ("header_keys", keys),
+            ("lowercase_keys", lowercase),
+            ("environ_keys", environ),
+            ("_names", names),
+            ("_traced", _otel._api() is not None),
+        ):
+            object.__setattr__(self, name, value)
+
+    def wanted(self, keys: _HeaderKeys) -> tuple[str, ...]:
+        """The keys of ``keys`` this policy may read: tenant, team and user only when some peer
+        is trusted."""
+        if self.trusted_networks:
+            return keys.all()
+        return (*keys.request_id, keys.session)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> InboundPolicy:
@@ -92,18 +166,26 @@ class InboundPolicy:
             request_id_source=config.request_id_source,
         )
 
-    def request_id(self, get_header: HeaderGetter, trace_id: str | None = None) -> str:
+    def request_id(
+        self,
+        get_header: HeaderGetter,
+        trace_id: str | None = None,
+        keys: _HeaderKeys | None = None,
+    ) -> str:
         """The first valid incoming request ID, else ``trace_id`` when the source is ``trace``,
-        else a fresh one; invalid values are logged."""
-        for name in self.request_id_headers:
-            value = get_header(name)
+        else a fresh one; invalid values are logged.
+
+        ``keys`` says how ``get_header`` names headers (default: as configured).
+        """
+        for key in (keys or self.header_keys).request_id:
+            value = get_header(key)
             if value is None:
                 continue
             if _is_valid_request_id(value):
                 return value
             _logger.warning(
                 "aigw: ignored invalid incoming %s header %s; generated a new request ID",
-                name,
+                self._names[key],
                 _escape_for_log(value),
             )
         if trace_id is not None and self.request_id_source == "trace":
@@ -122,9 +204,9 @@ class InboundPolicy:
             address = address.ipv4_mapped
         return any(address in network for network in self.trusted_networks)
 
-    def session(self, get_header: HeaderGetter) -> str | None:
+    def session(self, get_header: HeaderGetter, keys: _HeaderKeys | None = None) -> str | None:
         """The incoming session when valid (request-ID rules); an invalid one is logged."""
-        value = get_header(self.session_header)
+        value = get_header((keys or self.header_keys).session)
         if value is None or _is_valid_request_id(value):
             return value
         _logger.warning(
@@ -135,7 +217,11 @@ class InboundPolicy:
         return None
 
     def attribution(
-        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+        self,
+        get_header: HeaderGetter,
+        peer: str | None,
+        request: Any = None,
+        keys: _HeaderKeys | None = None,
     ) -> dict[str, str | None]:
         """Tenant, team, user and session for one request; the resolver's values win.
 
@@ -143,35 +229,41 @@ class InboundPolicy:
         its header whoever sent it. An async resolver cannot run here: async adapters use
         :meth:`aattribution`.
         """
-        values = self._from_headers(get_header, peer)
+        values = self._from_headers(get_header, peer, keys or self.header_keys)
         if self.resolver is not None and request is not None:
             _merge(values, self._resolve(request))
         return values
 
     async def aattribution(
-        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+        self,
+        get_header: HeaderGetter,
+        peer: str | None,
+        request: Any = None,
+        keys: _HeaderKeys | None = None,
     ) -> dict[str, str | None]:
         """:meth:`attribution` for async adapters: an async resolver is awaited on the running
         event loop (a sync one is called in line)."""
-        values = self._from_headers(get_header, peer)
+        values = self._from_headers(get_header, peer, keys or self.header_keys)
         if self.resolver is not None and request is not None:
             _merge(values, await self._aresolve(request))
         return values
 
-    def _from_headers(self, get_header: HeaderGetter, peer: str | None) -> dict[str, str | None]:
+    def _from_headers(
+        self, get_header: HeaderGetter, peer: str | None, keys: _HeaderKeys
+    ) -> dict[str, str | None]:
         values: dict[str, str | None] = {
             "tenant": None,
             "team": None,
             "user": None,
-            "session": self.session(get_header),
+            "session": self.session(get_header, keys),
         }
         if self.trusts(peer):
-            for key, name in (
-                ("tenant", self.tenant_header),
-                ("team", self.team_header),
-                ("user", self.user_header),
+            for field_name, name, key in (
+                ("tenant", self.tenant_header, keys.tenant),
+                ("team", self.team_header, keys.team),
+                ("user", self.user_header, keys.user),
             ):
-                values[key] = _checked(key, name, get_header(name))
+                values[field_name] = _checked(field_name, name, get_header(key))
         return values
 
     def tenant_and_team(
@@ -188,7 +280,7 @@ class InboundPolicy:
         except Exception:
             _logger.exception("aigw: tenant resolver failed; continuing without its values")
             return {}
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()  # never awaited: closed, so Python does not warn about it
             _logger.error(
@@ -201,33 +293,68 @@ class InboundPolicy:
     async def _aresolve(self, request: Any) -> dict[str, str | None]:
         assert self.resolver is not None
         try:
-            result = self.resolver(request)
-            if inspect.isawaitable(result):
-                result = await result
+            if self.resolver_is_async:
+                result = await self.resolver(request)  # type: ignore[misc]
+            else:
+                result = self.resolver(request)
+                if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+                    result = await result
         except Exception:
             _logger.exception("aigw: tenant resolver failed; continuing without its values")
             return {}
         return _resolved(result)
 
     def context_for(
-        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+        self,
+        get_header: HeaderGetter,
+        peer: str | None,
+        request: Any = None,
+        keys: _HeaderKeys | None = None,
     ) -> CorrelationContext:
-        """The whole context for one incoming request."""
-        return self._context(get_header, self.attribution(get_header, peer, request))
+        """The whole context for one incoming request.
+
+        ``keys`` says how ``get_header`` names headers: :attr:`header_keys` (the default),
+        :attr:`lowercase_keys` or :attr:`environ_keys`.
+        """
+        keys = keys or self.header_keys
+        if self.resolver is None and not self.trusted_networks:
+            # The common case, per request on every adapter: only headers decide.
+            trace_id = _otel.current_trace_id() if self._traced else None
+            request_id = self.request_id(get_header, trace_id, keys)
+            # Most requests have no session header: check one only when it is there.
+            session = get_header(keys.session)
+            if session is not None:
+                session = self.session(get_header, keys)
+            return _unchecked_context(request_id, None, None, None, session, trace_id)
+        return self._context(get_header, keys, self.attribution(get_header, peer, request, keys))
 
     async def acontext_for(
-        self, get_header: HeaderGetter, peer: str | None, request: Any = None
+        self,
+        get_header: HeaderGetter,
+        peer: str | None,
+        request: Any = None,
+        keys: _HeaderKeys | None = None,
     ) -> CorrelationContext:
         """:meth:`context_for` for async adapters: an async resolver is awaited on the running
         event loop, with no thread hop."""
-        return self._context(get_header, await self.aattribution(get_header, peer, request))
+        keys = keys or self.header_keys
+        # aattribution's steps in line: one coroutine fewer per request.
+        values = self._from_headers(get_header, peer, keys)
+        if self.resolver is not None and request is not None:
+            _merge(values, await self._aresolve(request))
+        return self._context(get_header, keys, values)
 
     def _context(
-        self, get_header: HeaderGetter, values: dict[str, str | None]
+        self, get_header: HeaderGetter, keys: _HeaderKeys, values: dict[str, str | None]
     ) -> CorrelationContext:
-        trace_id = _otel.current_trace_id()
-        return CorrelationContext(
-            self.request_id(get_header, trace_id), **values, trace_id=trace_id
+        trace_id = _otel.current_trace_id() if self._traced else None
+        return _unchecked_context(
+            self.request_id(get_header, trace_id, keys),
+            values["tenant"],
+            values["team"],
+            values["user"],
+            values["session"],
+            trace_id,
         )
 
 
@@ -269,16 +396,19 @@ def _resolver_values(result: object) -> dict[str, object] | None:
     """
     if result is None:
         return {}
-    if isinstance(result, Mapping):
+    if isinstance(result, (tuple, list)):
+        if len(result) != 2:
+            return None
+        values = {"tenant": result[0], "team": result[1]}
+    elif isinstance(result, Mapping):
         if not set(result).issubset(_RESOLVER_KEYS):
             return None
         values = dict(result)
-    elif isinstance(result, (tuple, list)) and len(result) == 2:
-        values = {"tenant": result[0], "team": result[1]}
     else:
         return None
-    if not all(_is_label_type(value) for value in values.values()):
-        return None
+    for value in values.values():
+        if not _is_label_type(value):
+            return None
     return values
 
 

@@ -30,7 +30,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from aigw_middleware import current_context, get_async_client, get_client
-from aigw_middleware.asgi import AIGatewayMiddleware, _joined
+from aigw_middleware.asgi import AIGatewayMiddleware, _wanted_headers
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.context import AsyncBoundIterator
 from aigw_middleware.testing import FakeGateway
@@ -448,10 +448,20 @@ async def test_it_serves_django_when_wrapping_the_asgi_application(
     assert fake_gateway.requests[0].headers["x-ai-request-id"] == "req-django"
 
 
-def test_repeated_headers_are_joined_like_django() -> None:
-    assert _joined([]) is None
-    assert _joined(["a"]) == "a"
-    assert _joined(["a", "b"]) == "a, b"
+def test_only_the_wanted_headers_are_read_whatever_their_case_and_repeats_are_joined() -> None:
+    scope = {
+        "headers": [
+            (b"host", b"example.com"),
+            (b"x-ai-request-id", b"a"),
+            (b"X-Request-Id", b"upper"),
+            (bytearray(b"x-ai-request-id"), bytearray(b"b")),
+            (b"x-ai-session", b"caf\xe9"),
+        ]
+    }
+    wanted = {b"x-ai-request-id": "x-ai-request-id", b"x-request-id": "x-request-id"}
+
+    assert _wanted_headers(scope, wanted) == {"x-ai-request-id": "a, b", "x-request-id": "upper"}
+    assert _wanted_headers({"headers": []}, wanted) == {}
 
 
 async def test_a_streamed_body_wrapped_in_async_bound_iterator_cleans_up_bound_on_disconnect(

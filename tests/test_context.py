@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from aigw_middleware.context import (
     _reset_context,
     _safe_context,
     _set_context,
+    _unchecked_context,
     wrap,
 )
 
@@ -199,6 +201,18 @@ def _request_id() -> str | None:
 
 
 CONTEXT = CorrelationContext("req-body")
+
+
+def test_the_cheaply_built_context_is_an_ordinary_frozen_correlation_context() -> None:
+    built = _unchecked_context("req-1", "acme", None, "u-1", "s-1", "ab" * 16)
+
+    assert type(built) is CorrelationContext
+    assert built == CorrelationContext("req-1", "acme", None, "u-1", "s-1")
+    assert hash(built) == hash(CorrelationContext("req-1", "acme", None, "u-1", "s-1"))
+    assert (built.team, built.trace_id) == (None, "ab" * 16)
+    assert dataclasses.replace(built, team="ml").team == "ml"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.tenant = "other"  # type: ignore[misc]
 
 
 def test_bound_iterator_binds_each_step_and_close_and_nothing_between() -> None:

@@ -17,8 +17,7 @@ from ..context import (
     BoundIterator,
     CorrelationContext,
     _bound_to,
-    _reset_context,
-    _set_context,
+    _current,
 )
 from ..inbound import InboundPolicy
 from .conf import _conf
@@ -67,11 +66,11 @@ class AIGatewayMiddleware:
             return self.__acall__(request)
         config, policy = _conf.loaded()
         context = _context_for(request, policy)
-        token = _set_context(context)
+        token = _current.set(context)
         try:
-            response = cast(HttpResponseBase, self.get_response(request))
+            response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
         finally:
-            _reset_context(token)
+            _current.reset(token)
         return _finish(response, context, config)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -84,11 +83,11 @@ class AIGatewayMiddleware:
         else:
             # A sync resolver may read request.user, whose lazy database lookup is sync-only.
             context = await sync_to_async(_context_for)(request, policy)
-        token = _set_context(context)
+        token = _current.set(context)
         try:
-            response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
+            response = await self.get_response(request)  # type: ignore[misc]
         finally:
-            _reset_context(token)
+            _current.reset(token)
         return _finish(response, context, config)
 
 
@@ -105,16 +104,18 @@ def _context_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationCont
     if policy.resolver_is_async:
         # Sync mode (WSGI) with an async resolver: run it as Django runs async middleware there.
         return async_to_sync(_acontext_for)(request, policy)
-    context = policy.context_for(
-        request.headers.get, request.META.get("REMOTE_ADDR") or None, request
-    )
+    # META look-ups: request.headers would build a headers object from all of META.
+    meta = request.META
+    peer = (meta.get("REMOTE_ADDR") or None) if policy.trusted_networks else None
+    context = policy.context_for(meta.get, peer, request, policy.environ_keys)
     request.correlation = context  # type: ignore[attr-defined]
     return context
 
 
 async def _acontext_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationContext:
+    meta = request.META
     context = await policy.acontext_for(
-        request.headers.get, request.META.get("REMOTE_ADDR") or None, request
+        meta.get, meta.get("REMOTE_ADDR") or None, request, policy.environ_keys
     )
     request.correlation = context  # type: ignore[attr-defined]
     return context
@@ -124,7 +125,7 @@ def _finish(
     response: HttpResponseBase, context: CorrelationContext, config: GatewayConfig
 ) -> HttpResponseBase:
     if config.echo_request_id:
-        response[config.request_id_header] = context.request_id
+        response.headers[config.request_id_header] = context.request_id
     # A FileResponse never calls the gateway, and wrapping it would lose wsgi.file_wrapper.
     if isinstance(response, StreamingHttpResponse) and not isinstance(response, FileResponse):
         _bind_body(response, context)
