@@ -25,7 +25,7 @@ import anyio
 import httpx
 
 from . import _otel
-from ._httpx import deadline_bound, timeout_for, without_credentials
+from ._httpx import attempt_timeout, deadline_bound, without_credentials
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, current_context
@@ -39,9 +39,14 @@ from .errors import (
     _is_budget_error,
     _parse_error_body,
 )
-from .profiles import _get_profile, _HeaderProfile
 from .retry import _decide
-from .transport import _ATTEMPT_EXTENSION, _CONTEXT_EXTENSION, _checked_context, _Targets
+from .transport import (
+    _ATTEMPT_EXTENSION,
+    _CONTEXT_EXTENSION,
+    _checked_context,
+    _profile_of,
+    _Targets,
+)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Methods that are safe to repeat by definition; every other call gets an idempotency key.
@@ -89,7 +94,7 @@ class Attempts:
         self.context = _checked_context(current_context() or CorrelationContext(_new_request_id()))
         self.attempt = 0
         # Body fields go only with calls under base_url, as the correlation headers do.
-        profile = _profile(config)
+        profile = _profile_of(config)
         if profile.body and not absolute and isinstance(spec.json, Mapping):
             spec = replace(spec, json=profile.body_fields(spec.json, self.context))
         self.spec = spec
@@ -105,10 +110,9 @@ class Attempts:
         )
 
     def _checked_headers(self, spec: RequestSpec) -> httpx.Headers | dict[str, str]:
-        if not spec.headers:
-            if spec.method.upper() in _IDEMPOTENT_METHODS:
-                return {}
-            return {IDEMPOTENCY_KEY: _idempotency_key()}
+        key = f"aigw-retry-{uuid.uuid4().hex}"
+        if not spec.headers:  # nothing to check: no httpx.Headers to build
+            return {} if spec.method.upper() in _IDEMPOTENT_METHODS else {IDEMPOTENCY_KEY: key}
         headers = httpx.Headers()
         for name, value in spec.headers.items():
             if not isinstance(name, str) or not isinstance(value, str):
@@ -119,11 +123,11 @@ class Attempts:
                 shown = name.encode("unicode_escape").decode()[:64]
                 raise self.invalid(f"header {shown!r} contains CR, LF or NUL")
             headers[name] = value
-        key = headers.get(IDEMPOTENCY_KEY)
-        if key == "":
+        given = headers.get(IDEMPOTENCY_KEY)
+        if given == "":
             del headers[IDEMPOTENCY_KEY]  # the caller asked for none
-        elif key is None and spec.method.upper() not in _IDEMPOTENT_METHODS:
-            headers[IDEMPOTENCY_KEY] = _idempotency_key()
+        elif given is None and spec.method.upper() not in _IDEMPOTENT_METHODS:
+            headers[IDEMPOTENCY_KEY] = key
         return headers
 
     def trace(self) -> None:
@@ -173,7 +177,7 @@ class Attempts:
             content=spec.content,
             params=spec.params,
             headers=self._headers,
-            timeout=_timeout(min(seconds, max(self.deadline - now, 0.001))),
+            timeout=attempt_timeout(min(seconds, max(self.deadline - now, 0.001))),
             extensions={_CONTEXT_EXTENSION: self.context, _ATTEMPT_EXTENSION: self.attempt},
         )
         if request.url.userinfo:
@@ -275,23 +279,6 @@ class Attempts:
     def _fits(self, delay: float) -> bool:
         """True when a retry after ``delay`` seconds starts before the call deadline."""
         return time.monotonic() + delay < self.call_deadline
-
-
-def _idempotency_key() -> str:
-    return f"aigw-retry-{uuid.uuid4().hex}"
-
-
-#: An attempt's timeout is nearly always the configured one: built once per value.
-_timeout = functools.lru_cache(maxsize=64)(timeout_for)
-
-
-def _profile(config: GatewayConfig) -> _HeaderProfile:
-    return _profile_of(config.header_profile, tuple(config.profile_options.items()))
-
-
-@functools.lru_cache(maxsize=64)
-def _profile_of(name: str, options: tuple[tuple[str, str], ...]) -> _HeaderProfile:
-    return _get_profile(name, dict(options))
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -139,6 +140,10 @@ def http_transport(proxy: str | None, limits: httpx.Limits) -> httpx.HTTPTranspo
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
     return transport
+
+
+#: An attempt's timeout is nearly always the configured one: built once per value.
+attempt_timeout = functools.lru_cache(maxsize=64)(timeout_for)
 
 
 class _RejectAllCookies(DefaultCookiePolicy):

@@ -140,10 +140,7 @@ def prepare_hop(
         api.propagate.inject(carrier, context=otel_context)
     if config.otel_baggage:
         api.baggage_propagator.inject(carrier, context=otel_context)
-    if not carrier:
-        request.extensions[_TRACE_INJECTED_EXTENSION] = frozenset()
-        return None
-    present = TRACE_HEADERS.intersection(headers.keys())
+    present = TRACE_HEADERS.intersection(headers.keys()) if carrier else frozenset()
     added = set()
     for key, value in carrier.items():
         if key.lower() not in present:  # set explicitly on this call: it wins

@@ -11,6 +11,7 @@ credentials go to the gateway only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .context import (
 )
 from .errors import ConfigurationError
 from .log import _escape_for_log, _log_attempt, _logger
-from .profiles import _CorrelationNames, _Field, _get_profile
+from .profiles import _CorrelationNames, _Field, _get_profile, _HeaderProfile
 
 __all__ = ["AsyncCorrelationTransport", "CorrelationTransport"]
 
@@ -198,6 +199,16 @@ _VALID: dict[_Field, Callable[[object], bool]] = {
     "user": _is_valid_user,
     "session": _is_valid_request_id,
 }
+
+
+def _profile_of(config: GatewayConfig) -> _HeaderProfile:
+    """The configured header profile of ``config``, built once per name and options."""
+    return _configured_profile(config.header_profile, tuple(config.profile_options.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _configured_profile(name: str, options: tuple[tuple[str, str], ...]) -> _HeaderProfile:
+    return _get_profile(name, dict(options))
 
 
 def _resolve_api_key(resolver: ApiKeyResolver, context: CorrelationContext) -> str | None:
