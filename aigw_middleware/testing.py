@@ -8,7 +8,7 @@ connections, cut streams) for the next requests::
     with FakeGateway() as gw:
         client = httpx.Client(base_url=gw.base_url)
         client.post("/chat/completions", json={"model": "gpt-4o-mini", "messages": [...]})
-        assert gw.last is not None and gw.last.headers["x-correlation-id"] == ...
+        assert gw.last is not None and gw.last.headers["x-ai-request-id"]
 
 It is also a pytest plugin providing the `fake_gateway` fixture, and a console that prints
 a line per request it receives (``--help`` lists its switches)::

@@ -204,6 +204,13 @@ def plans() -> dict[str, Plan]:
         "# proj/celery.py, after install(app)": Plan(
             prelude=the_block_containing("# proj/celery.py: the module").code
         ),
+        "def test_the_gateway_gets_the_request_id_and_the_tenant(fake_gateway):": Plan(
+            epilogue=(
+                "from aigw_middleware.testing import FakeGateway\n"
+                "with FakeGateway() as gateway:\n"
+                "    test_the_gateway_gets_the_request_id_and_the_tenant(gateway)\n"
+            )
+        ),
         "def test_calls_carry_the_tenant(fake_gateway):": Plan(
             epilogue=(
                 "from aigw_middleware.testing import FakeGateway\n"
