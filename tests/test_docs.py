@@ -441,11 +441,18 @@ def test_the_readme_links_reach_files_of_the_repository() -> None:
     """Links are absolute (the README is also the long description on the package index) and
     point at files that exist, the site's home page among them."""
     text = README.read_text(encoding="utf-8")
-    linked = re.findall(r"\]\(" + re.escape(REPO_URL) + r"([^)#]+)", text)
+    inline = re.findall(r"\]\(([^)\s]+)", text)
+    definitions = dict(re.findall(r"^\[([^\]]+)\]: (\S+)$", text, re.M))
+    used = set(re.findall(r"\]\[([^\]]+)\]", text))
+    assert used <= set(definitions), f"undefined link labels: {used - set(definitions)}"
+    targets = inline + list(definitions.values())
+    assert not [t for t in targets if not t.startswith(("https://", "#"))], (
+        "a relative link breaks on the package index"
+    )
+    linked = [t.removeprefix(REPO_URL).split("#")[0] for t in targets if t.startswith(REPO_URL)]
     assert "docs/index.md" in linked
     for path in linked:
         assert (ROOT / path).is_file(), f"the README links to {path}, which does not exist"
-    assert not re.findall(r"\]\((?!https?://|#)", text), "a relative link breaks on the index"
 
 
 def test_the_test_command_builds_the_site_strictly() -> None:
