@@ -64,8 +64,14 @@ class AIGatewayMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        config, policy = _conf.loaded()
-        context = _context_for(request, policy)
+        # The cached pair without a method call; loaded() builds it after a settings change.
+        config, policy = _conf._loaded or _conf.loaded()
+        if policy.resolver is None and not policy.trusted_networks:
+            # The usual case in line: only headers decide (META look-ups, see _context_for).
+            context = policy.context_for(request.META.get, None, None, policy.environ_keys)
+            request.correlation = context  # type: ignore[attr-defined]
+        else:
+            context = _context_for(request, policy)
         token = _current.set(context)
         try:
             response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
@@ -74,8 +80,11 @@ class AIGatewayMiddleware:
         return _finish(response, context, config)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        config, policy = _conf.loaded()
-        if policy.resolver is None:
+        config, policy = _conf._loaded or _conf.loaded()
+        if policy.resolver is None and not policy.trusted_networks:
+            context = policy.context_for(request.META.get, None, None, policy.environ_keys)
+            request.correlation = context  # type: ignore[attr-defined]
+        elif policy.resolver is None:
             context = _context_for(request, policy)
         elif policy.resolver_is_async:
             # An async resolver runs on the event loop: no thread hop.
