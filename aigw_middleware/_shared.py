@@ -146,7 +146,8 @@ def _clients_of(loop: asyncio.AbstractEventLoop) -> _Clients:
     clients = weakref.WeakKeyDictionary()
     try:
         setattr(loop, _LOOP_ATTRIBUTE, clients)
-        loop.close = functools.partial(_close_clients_then, loop.close, loop, clients)  # type: ignore[method-assign]
+        # Weakly: a loop that referred to itself would wait for the cyclic collector.
+        loop.close = functools.partial(_close_clients_then, weakref.ref(loop), clients)  # type: ignore[method-assign]
     except AttributeError:
         with _unattributed_lock:
             for closed in [known for known in _unattributed if known.is_closed()]:
@@ -156,7 +157,7 @@ def _clients_of(loop: asyncio.AbstractEventLoop) -> _Clients:
 
 
 def _close_clients_then(
-    close: Callable[[], None], loop: asyncio.AbstractEventLoop, clients: _Clients
+    loop_ref: weakref.ref[asyncio.AbstractEventLoop], clients: _Clients
 ) -> None:
     """``loop.close()``, after closing the loop's clients on it when nothing did yet.
 
@@ -165,11 +166,14 @@ def _close_clients_then(
     here they close with the loop, on the loop that owns them. Where the loop cannot run (it
     is running, or another loop runs in this thread), the collector is left to do it.
     """
+    loop = loop_ref()
+    if loop is None:  # pragma: no cover - the loop is being called, so it is alive
+        return
     if clients and not loop.is_running() and not loop.is_closed() and not _in_running_loop():
         with contextlib.suppress(Exception):
             for _, closer in list(clients.values()):
                 loop.run_until_complete(closer.aclose())
-    close()
+    type(loop).close(loop)
 
 
 def _in_running_loop() -> bool:
