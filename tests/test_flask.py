@@ -651,6 +651,22 @@ def test_get_client_outside_an_app_context_is_not_the_apps(fake_gateway: FakeGat
     assert get_client() is not app_client
 
 
+@pytest.mark.parametrize("path", ["/chat", "/stream", "/stream-ctx", "/async"])
+def test_after_a_request_get_client_is_no_longer_the_apps(
+    fake_gateway: FakeGateway, path: str
+) -> None:
+    # Flask 2.3's stream_with_context pops the request context out of order: a client made
+    # active by an app-context hook stayed active after the response, for the whole process.
+    app = make_app(fake_gateway)
+    ext = AIGateway(app)
+    with app.app_context():
+        app_client = ext.client
+
+    app.test_client().get(path).get_data()
+
+    assert get_client() is not app_client
+
+
 def test_ext_client_outside_a_registered_app_is_a_clear_error() -> None:
     ext = AIGateway()
     with Flask("unregistered").app_context(), pytest.raises(RuntimeError, match="init_app"):
