@@ -176,7 +176,12 @@ def test_sync_body_cleanup_runs_bound_when_the_client_disconnects(
 async def test_body_cleanup_runs_bound_when_the_client_disconnects_under_asgi(
     aigw: Callable[..., None], cleanups: list[str | None], path: str
 ) -> None:
-    sent = await serve_to_a_client_that_leaves(ASGIHandler(), path, "req-gone")
+    # Django 4.2's ASGI handler does not listen for the disconnect while it streams (5.0 does):
+    # the server drops the parts sent to the gone client and the body runs to its end, where
+    # its cleanup runs, bound as well.
+    sent = await serve_to_a_client_that_leaves(
+        ASGIHandler(), path, "req-gone", drop_late_sends=django.VERSION < (5, 0)
+    )
 
     assert sent[0]["type"] == "http.response.start"
     assert cleanups == ["req-gone"]
