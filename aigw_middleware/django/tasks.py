@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .._jobs import bound_from, carrier_at_enqueue
 from ..context import current_context
@@ -55,7 +55,15 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-class CorrelationTask(Task[_P, _T]):
+if TYPE_CHECKING or hasattr(Task, "__class_getitem__"):
+    _GenericTask = Task
+else:  # Django 6's Task is generic only in its type stubs; the backport's is generic at runtime
+
+    class _GenericTask(Task, Generic[_P, _T]):
+        pass
+
+
+class CorrelationTask(_GenericTask[_P, _T]):
     """A task whose enqueuing adds the bound context and whose run binds it."""
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskResult[_P, _T]:
