@@ -48,6 +48,23 @@ def limits_for(config: GatewayConfig, http: ModuleType = httpx) -> httpx.Limits:
     return limits
 
 
+def ssl_context(http: ModuleType = httpx) -> Any:
+    """One TLS context per process for every transport built here, as httpx's defaults make it.
+
+    A transport otherwise loads the CA bundle into a context of its own: one per client, so a
+    client per event loop (``asyncio.run`` in a loop) grows the resident set by tens of KB per
+    loop in OpenSSL's allocations. A context holds settings and CAs, no connection, so sharing
+    it across clients, threads and forks is safe.
+    """
+    return _ssl_context(http)
+
+
+@functools.cache
+def _ssl_context(http: ModuleType) -> Any:
+    # Keyed by the module alone, so ssl_context() and ssl_context(httpx) are one context.
+    return http.create_ssl_context()
+
+
 #: The wall-clock deadline (``time.monotonic()``) of the attempt whose blocking I/O runs here,
 #: and what names it in the timeout it ends with (called only then).
 _deadline: contextvars.ContextVar[tuple[float, Callable[[], str]] | None] = contextvars.ContextVar(
@@ -134,7 +151,7 @@ def http_transport(proxy: str | None, limits: httpx.Limits) -> httpx.HTTPTranspo
     each new connection); should a later httpx hide it, the transport works as before, bounded
     by the read timeout alone (the reliability suite's drip-fed checks would say so).
     """
-    transport = httpx.HTTPTransport(proxy=proxy, limits=limits)
+    transport = httpx.HTTPTransport(proxy=proxy, limits=limits, verify=ssl_context())
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):

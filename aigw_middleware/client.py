@@ -16,7 +16,7 @@ import httpx
 
 from . import _shared
 from ._attempts import RequestSpec, asend, send
-from ._httpx import client_options, http_transport, limits_for, proxy_for
+from ._httpx import client_options, http_transport, limits_for, proxy_for, ssl_context
 from ._resources import (
     AsyncChat,
     AsyncEmbeddingsResource,
@@ -155,7 +155,7 @@ class AsyncGatewayClient(_BaseClient):
     ) -> None:
         super().__init__(config, overrides)
         inner = transport or httpx.AsyncHTTPTransport(
-            proxy=proxy_for(self.config), limits=limits_for(self.config)
+            proxy=proxy_for(self.config), limits=limits_for(self.config), verify=ssl_context()
         )
         self._http = httpx.AsyncClient(
             transport=AsyncCorrelationTransport(inner, self.config),

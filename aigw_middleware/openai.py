@@ -29,7 +29,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _otel
-from ._httpx import limits_for, no_cookie_jar, proxy_for, timeout_for, without_credentials
+from ._httpx import (
+    limits_for,
+    no_cookie_jar,
+    proxy_for,
+    ssl_context,
+    timeout_for,
+    without_credentials,
+)
 from ._shared import current_config
 from .config import GatewayConfig, _missing_base_url
 from .context import _safe_context, bind_context, current_context
@@ -282,14 +289,17 @@ def _http_client(http: ModuleType, config: GatewayConfig, auth: Any, *, asynchro
     if asynchronous:
         return openai.DefaultAsyncHttpxClient(
             transport=AsyncCorrelationTransport(
-                http.AsyncHTTPTransport(proxy=proxy, limits=limits), config
+                http.AsyncHTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http)),
+                config,
             ),
             cookies=no_cookie_jar(),
             auth=auth,
             trust_env=False,
         )
     return openai.DefaultHttpxClient(
-        transport=CorrelationTransport(http.HTTPTransport(proxy=proxy, limits=limits), config),
+        transport=CorrelationTransport(
+            http.HTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http)), config
+        ),
         cookies=no_cookie_jar(),
         auth=auth,
         trust_env=False,
