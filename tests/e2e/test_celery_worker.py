@@ -8,10 +8,8 @@ installs it), a Celery worker in a thread of this process with one pool thread, 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.signals import after_setup_logger, after_setup_task_logger
@@ -38,6 +35,7 @@ from aigw_middleware.flask import AIGateway
 from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.testing import FakeGateway
 from tests.e2e.servers import ROOT, VENV_BIN, free_port
+from tests.e2e.workers import redis_server
 
 pytestmark = pytest.mark.e2e
 
@@ -87,40 +85,8 @@ def received(gw: FakeGateway, index: int = -1) -> tuple[str | None, str | None, 
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not on PATH: run scripts/setup.d/20-redis.sh "
-            "(scripts/test runs it) or install the redis-server package"
-        )
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with tempfile.NamedTemporaryFile(prefix="aigw-redis-", suffix=".log") as log:
-        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_redis(server, port, Path(log.name))
-            yield f"redis://127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=5)
-
-
-def _wait_for_redis(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    ping = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"redis-server exited with {server.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(redis.ConnectionError):
-            if ping.ping():
-                ping.close()
-                return
-        time.sleep(0.05)
-    pytest.fail(f"redis-server did not answer within 15 s:\n{log.read_text()}")
+    with redis_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
