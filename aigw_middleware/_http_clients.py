@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ._httpx import limits_for, no_cookie_jar, proxy_for, ssl_context, timeout_for
+from ._httpx import inner_transport, no_cookie_jar, timeout_for
 from .config import GatewayConfig, _missing_base_url
 from .transport import AsyncCorrelationTransport, CorrelationTransport
 
@@ -88,9 +88,7 @@ def _client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool) -> A
         "headers": config.extra_headers,
         "trust_env": False,
     }
-    proxy, limits = proxy_for(config), limits_for(config, http)
+    inner = inner_transport(config, http, asynchronous=asynchronous)
     if asynchronous:
-        inner = http.AsyncHTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http))
         return http.AsyncClient(transport=AsyncCorrelationTransport(inner, config), **options)
-    inner = http.HTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http))
     return http.Client(transport=CorrelationTransport(inner, config), **options)

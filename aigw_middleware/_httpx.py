@@ -144,14 +144,23 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def http_transport(proxy: str | None, limits: httpx.Limits) -> httpx.HTTPTransport:
+def inner_transport(config: GatewayConfig, http: ModuleType = httpx, *, asynchronous: bool) -> Any:
+    """The network transport under every correlation transport built here: the config's proxy
+    and pool limits, and the process's one TLS context."""
+    transport_class = http.AsyncHTTPTransport if asynchronous else http.HTTPTransport
+    return transport_class(
+        proxy=proxy_for(config), limits=limits_for(config, http), verify=ssl_context(http)
+    )
+
+
+def http_transport(config: GatewayConfig) -> httpx.HTTPTransport:
     """httpx's sync transport, its blocking I/O bounded by :func:`deadline_bound`.
 
     httpx takes no network backend, so its connection pool's is wrapped (the pool reads it for
     each new connection); should a later httpx hide it, the transport works as before, bounded
     by the read timeout alone (the reliability suite's drip-fed checks would say so).
     """
-    transport = httpx.HTTPTransport(proxy=proxy, limits=limits, verify=ssl_context())
+    transport: httpx.HTTPTransport = inner_transport(config, asynchronous=False)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):

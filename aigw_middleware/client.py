@@ -16,7 +16,7 @@ import httpx
 
 from . import _shared
 from ._attempts import RequestSpec, asend, send
-from ._httpx import client_options, http_transport, limits_for, proxy_for, ssl_context
+from ._httpx import client_options, http_transport, inner_transport
 from ._resources import (
     AsyncChat,
     AsyncEmbeddingsResource,
@@ -93,7 +93,7 @@ class GatewayClient(_BaseClient):
         **overrides: Any,
     ) -> None:
         super().__init__(config, overrides)
-        inner = transport or http_transport(proxy_for(self.config), limits_for(self.config))
+        inner = transport or http_transport(self.config)
         self._http = httpx.Client(
             transport=CorrelationTransport(inner, self.config), **client_options(self.config)
         )
@@ -154,9 +154,7 @@ class AsyncGatewayClient(_BaseClient):
         **overrides: Any,
     ) -> None:
         super().__init__(config, overrides)
-        inner = transport or httpx.AsyncHTTPTransport(
-            proxy=proxy_for(self.config), limits=limits_for(self.config), verify=ssl_context()
-        )
+        inner = transport or inner_transport(self.config, asynchronous=True)
         self._http = httpx.AsyncClient(
             transport=AsyncCorrelationTransport(inner, self.config),
             **client_options(self.config),

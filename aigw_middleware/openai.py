@@ -30,10 +30,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _otel
 from ._httpx import (
-    limits_for,
+    inner_transport,
     no_cookie_jar,
-    proxy_for,
-    ssl_context,
     timeout_for,
     without_credentials,
 )
@@ -284,22 +282,16 @@ def _http_client(http: ModuleType, config: GatewayConfig, auth: Any, *, asynchro
     # transport, since a client applies its own only to the transport it builds itself.
     # trust_env=False: proxies are chosen here, so the environment cannot mount transports
     # that bypass the correlation transport.
-    proxy = proxy_for(config)
-    limits = limits_for(config, http)
+    inner = inner_transport(config, http, asynchronous=asynchronous)
     if asynchronous:
         return openai.DefaultAsyncHttpxClient(
-            transport=AsyncCorrelationTransport(
-                http.AsyncHTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http)),
-                config,
-            ),
+            transport=AsyncCorrelationTransport(inner, config),
             cookies=no_cookie_jar(),
             auth=auth,
             trust_env=False,
         )
     return openai.DefaultHttpxClient(
-        transport=CorrelationTransport(
-            http.HTTPTransport(proxy=proxy, limits=limits, verify=ssl_context(http)), config
-        ),
+        transport=CorrelationTransport(inner, config),
         cookies=no_cookie_jar(),
         auth=auth,
         trust_env=False,
