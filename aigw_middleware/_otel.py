@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -47,6 +48,7 @@ class _Api:
     no_providers: tuple[type, ...]
     suppress_http_key: str
     baggage_propagator: Any
+    current_context: Any
 
 
 @functools.cache
@@ -66,7 +68,15 @@ def _api() -> _Api | None:
         # The key the instrumentations read to stay out of a request (opentelemetry.context).
         suppress_http_key=getattr(context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", ""),
         baggage_propagator=W3CBaggagePropagator(),
+        current_context=_context_getter(context),
     )
+
+
+def _context_getter(context: ModuleType) -> Any:
+    """The cheapest way to read OpenTelemetry's current context: the ContextVar's own ``get``
+    when the runtime context is the default contextvars one, else ``context.get_current``."""
+    variable = getattr(getattr(context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    return variable.get if isinstance(variable, ContextVar) else context.get_current
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +88,10 @@ def current_ids() -> tuple[str, str] | None:
     api = _api()
     if api is None:
         return None
-    span_context = api.trace.get_current_span().get_span_context()
+    current = api.current_context()
+    if not current:  # an empty context, as without an SDK: no span to read
+        return None
+    span_context = api.trace.get_current_span(current).get_span_context()
     if not span_context.is_valid:
         return None
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
@@ -370,81 +383,3 @@ def stream_span(response: httpx.Response) -> CallSpan | None:
     """The span a streamed response carries, if any."""
     found = response.extensions.get(SPAN_EXTENSION)
     return found if isinstance(found, CallSpan) else None
-
-
-# ---------------------------------------------------------------------------------------------
-# The OpenAI SDK's calls (openai.py)
-
-
-def sdk_response(call: CallSpan | None, response: httpx.Response) -> None:
-    """The SDK's final response: its IDs, and when it was read in full (not a stream), the
-    answer's fields, whatever the SDK makes of it (a parsed object or a raw response)."""
-    if call is not None:
-        received(call, response)
-        if getattr(response, "is_stream_consumed", False):
-            _record_answer(call, response)
-
-
-def sdk_result(call: CallSpan, result: Any) -> Any:
-    """Record an SDK call's result (a parsed object, or a stream to end the span with)."""
-    iterator = getattr(result, "_iterator", None)
-    response = getattr(result, "response", None)
-    if iterator is None or response is None:
-        record_body(call, _sdk_fields(result))
-        finish(call)
-        return result
-    close = result.close
-    if hasattr(iterator, "__anext__"):
-        result._iterator = _async_chunks(iterator, call)
-
-        async def aclosing() -> None:
-            await close()
-            finish(call)
-
-        result.close = aclosing
-    else:
-        result._iterator = _chunks(iterator, call)
-
-        def closing() -> None:
-            close()
-            finish(call)
-
-        result.close = closing
-    return result
-
-
-def _chunks(iterator: Any, call: CallSpan) -> Any:
-    try:
-        for chunk in iterator:
-            record_body(call, _sdk_fields(chunk))
-            yield chunk
-    except Exception as exc:
-        failed(call, exc)
-        raise
-    finally:
-        finish(call)
-
-
-async def _async_chunks(iterator: Any, call: CallSpan) -> Any:
-    try:
-        async for chunk in iterator:
-            record_body(call, _sdk_fields(chunk))
-            yield chunk
-    except Exception as exc:
-        failed(call, exc)
-        raise
-    finally:
-        finish(call)
-
-
-def _sdk_fields(result: Any) -> dict[str, Any]:
-    """``id``, ``model`` and ``usage`` of an SDK object, as they are in the JSON answer."""
-    usage = getattr(result, "usage", None)
-    return {
-        "id": getattr(result, "id", None),
-        "model": getattr(result, "model", None),
-        "usage": {
-            "prompt_tokens": getattr(usage, "prompt_tokens", None),
-            "completion_tokens": getattr(usage, "completion_tokens", None),
-        },
-    }

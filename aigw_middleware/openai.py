@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aigw_middleware.openai needs the OpenAI SDK: pip install 'aigw-middleware[openai]'"
     ) from exc
 
-from . import _otel
+from . import _otel, _otel_sdk
 from ._httpx import (
     inner_transport,
     no_cookie_jar,
@@ -130,10 +130,10 @@ class OpenAI(_KeepsGatewayConfig, openai.OpenAI):
             finally:
                 _sdk_span.reset(token)
                 _otel.detach(call)
-            return _otel.sdk_result(call, result)
+            return _otel_sdk.sdk_result(call, result)
 
         def _process_response(self, *args, **kwargs):
-            _otel.sdk_response(_sdk_span.get(), kwargs["response"])
+            _otel_sdk.sdk_response(_sdk_span.get(), kwargs["response"])
             return super()._process_response(*args, **kwargs)
 
     def _prepare_options(self, options: Any) -> Any:
@@ -174,10 +174,10 @@ class AsyncOpenAI(_KeepsGatewayConfig, openai.AsyncOpenAI):
             finally:
                 _sdk_span.reset(token)
                 _otel.detach(call)
-            return _otel.sdk_result(call, result)
+            return _otel_sdk.sdk_result(call, result)
 
         async def _process_response(self, *args, **kwargs):
-            _otel.sdk_response(_sdk_span.get(), kwargs["response"])
+            _otel_sdk.sdk_response(_sdk_span.get(), kwargs["response"])
             return await super()._process_response(*args, **kwargs)
 
     async def _prepare_options(self, options: Any) -> Any:
