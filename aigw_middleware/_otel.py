@@ -99,6 +99,9 @@ def current_ids() -> tuple[str, str] | None:
 
 def current_trace_id() -> str | None:
     """The active trace's ID in hex, or None."""
+    api = _api()
+    if api is None or not api.current_context():  # per request: the common case first
+        return None
     ids = current_ids()
     return None if ids is None else ids[0]
 

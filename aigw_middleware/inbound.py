@@ -120,6 +120,8 @@ class InboundPolicy:
     _names: dict[str, str] = field(init=False, repr=False, compare=False)
     # False when OpenTelemetry is not installed, so there is never a trace to record.
     _traced: bool = field(init=False, repr=False, compare=False)
+    # No resolver and no trusted peer: only the request-ID and session headers decide.
+    _headers_only: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = _HeaderKeys(
@@ -140,6 +142,7 @@ class InboundPolicy:
             ("environ_keys", environ),
             ("_names", names),
             ("_traced", _otel._api() is not None),
+            ("_headers_only", self.resolver is None and not self.trusted_networks),
         ):
             object.__setattr__(self, name, value)
 
@@ -317,7 +320,7 @@ class InboundPolicy:
         :attr:`lowercase_keys` or :attr:`environ_keys`.
         """
         keys = keys or self.header_keys
-        if self.resolver is None and not self.trusted_networks:
+        if self._headers_only:
             # The common case, per request on every adapter: only headers decide.
             trace_id = _otel.current_trace_id() if self._traced else None
             request_id = self.request_id(get_header, trace_id, keys)
