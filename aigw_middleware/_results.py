@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -194,30 +194,78 @@ class ChatCompletion(_ModelResult):
         return _text(message.get("content"), "choices[0].message.content") or ""
 
 
-@dataclass(frozen=True, slots=True)
-class ChatCompletionChunk:
+class _ChunkSlots:
+    """A chunk's storage, written once by :func:`chunk_of` before the chunk is handed out."""
+
+    __slots__ = ("delta", "finish_reason", "raw", "usage")
+
+    raw: dict[str, Any]
+    delta: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+
+
+class ChatCompletionChunk(_ChunkSlots):
     """One streamed chunk: ``delta`` is the first choice's new text ("" when none)."""
+
+    __slots__ = ()
 
     raw: dict[str, Any]
     """The chunk's ``data:`` event as parsed JSON."""
+    delta: str
+    """The new text of the first choice in this chunk; ``""`` when it has none."""
+    finish_reason: str | None
+    """Why the answer ended (``"stop"``, ``"length"``, ...) on the last chunk; else ``None``."""
+    usage: dict[str, Any] | None
+    """Token usage, on the chunk that carries it (with ``stream_options``); else ``None``."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("delta", "finish_reason", "usage")
+    def __new__(cls, raw: dict[str, Any]) -> ChatCompletionChunk:
+        return chunk_of(raw)
 
-    @property
-    def delta(self) -> str:
-        """The new text of the first choice in this chunk; ``""`` when it has none."""
-        delta = _object(_first_choice(self.raw).get("delta"), "choices[0].delta")
-        return _text(delta.get("content"), "choices[0].delta.content") or ""
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
-    @property
-    def finish_reason(self) -> str | None:
-        """Why the answer ended (``"stop"``, ``"length"``, ...) on the last chunk; else ``None``."""
-        return _text(_first_choice(self.raw).get("finish_reason"), "choices[0].finish_reason")
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """Token usage, on the chunk that carries it (with ``stream_options``); else ``None``."""
-        return _usage(self.raw)
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not ChatCompletionChunk:
+            return NotImplemented
+        return self.raw == other.raw
+
+    __hash__ = None  # type: ignore[assignment]  # its raw dict is not hashable
+
+    def __repr__(self) -> str:
+        return f"ChatCompletionChunk(raw={self.raw!r})"
+
+
+def chunk_of(raw: dict[str, Any]) -> ChatCompletionChunk:
+    """The chunk of one streamed event, its fields read once; :class:`ShapeError` when one is
+    not of its type. A well-formed chunk takes the first branch: plain type checks in line."""
+    chunk = _ChunkSlots()
+    chunk.raw = raw
+    choices = raw.get("choices")
+    usage = raw.get("usage")
+    if (
+        choices.__class__ is list
+        and choices
+        and (first := choices[0]).__class__ is dict
+        and (delta := first.get("delta")).__class__ is dict
+        and ((content := delta.get("content")) is None or content.__class__ is str)
+        and ((finish := first.get("finish_reason")) is None or finish.__class__ is str)
+        and (usage is None or usage.__class__ is dict)
+    ):
+        chunk.delta = content or ""
+        chunk.finish_reason = finish
+    else:
+        first = _first_choice(raw)
+        delta = _object(first.get("delta"), "choices[0].delta")
+        chunk.delta = _text(delta.get("content"), "choices[0].delta.content") or ""
+        chunk.finish_reason = _text(first.get("finish_reason"), "choices[0].finish_reason")
+        usage = _usage(raw)
+    chunk.usage = usage
+    chunk.__class__ = ChatCompletionChunk
+    return chunk  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""Streamed chat completions: one SSE decoder, and the sync and async streams built on it."""
+"""Streamed chat completions: server-sent events read into chunks, by sync and async streams."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from ._attempts import connection_error, target_of
 from ._results import (
     ChatCompletionChunk,
     ShapeError,
-    checked,
+    chunk_of,
     gateway_request_id,
     malformed,
     parse_json,
@@ -22,67 +23,9 @@ from .context import CorrelationContext
 from .errors import GatewayConnectionError, _classify, _parse_error_body
 
 _DONE = "[DONE]"
-
-
-class SSEDecoder:
-    """Server-sent events from lines: :meth:`feed` returns an event's data once it is complete.
-
-    Only ``data:`` fields count (comments, ``event``, ``id`` and ``retry`` are skipped); the
-    data ``[DONE]`` ends the stream. No I/O: the streams feed it lines.
-    """
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-        self.done = False
-
-    def feed(self, line: str) -> str | None:
-        """The data of the event that ``line`` completes, or None."""
-        if line.startswith("data:"):
-            self._data.append(line[5:].lstrip(" "))
-            return None
-        if line or not self._data:
-            return None  # comments, event/id/retry fields, blank keep-alives
-        data = "\n".join(self._data)
-        self._data = []
-        if data.strip() == _DONE:
-            self.done = True
-            return None
-        return data
-
-    def finish(self) -> str | None:
-        """The data of an event the stream ended without a blank line after, if any."""
-        return self.feed("") if self._data else None
-
-
-def iter_events(lines: Iterable[str], decoder: SSEDecoder | None = None) -> Iterator[str]:
-    """The data of each event in ``lines``, until ``[DONE]`` or the end; ``decoder.done``
-    then tells which of the two it was."""
-    decoder = decoder or SSEDecoder()
-    for line in lines:
-        data = decoder.feed(line)
-        if data is not None:
-            yield data
-        if decoder.done:
-            return
-    last = decoder.finish()
-    if last is not None:
-        yield last
-
-
-async def aiter_events(
-    lines: AsyncIterable[str], decoder: SSEDecoder | None = None
-) -> AsyncIterator[str]:
-    """The async :func:`iter_events`."""
-    decoder = decoder or SSEDecoder()
-    async for line in lines:
-        data = decoder.feed(line)
-        if data is not None:
-            yield data
-        if decoder.done:
-            return
-    last = decoder.finish()
-    if last is not None:
-        yield last
+#: ``raw_decode`` skips the two whitespace scans of ``json.loads``; an event it does not read to
+#: its end goes through :func:`parse_json`, which accepts or rejects it as ``json.loads`` does.
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 def _has_finish_reason(event: dict[str, Any]) -> bool:
@@ -107,21 +50,38 @@ class _Stream:
         self._context = context
         self._attempts = attempts
         self._span = _otel.stream_span(response)
-        self._decoder = SSEDecoder()
+        self._done = False  # the stream sent [DONE]
         self._finished = False  # a choice had its finish_reason
 
-    def _chunk(self, data: str) -> ChatCompletionChunk:
-        """The chunk in one event's data; an error event raises as the error it reports, and
-        an event that is not a chunk as a malformed answer: no chunk is skipped unseen."""
+    def _event(self, fields: list[str]) -> ChatCompletionChunk | None:
+        """The chunk of one event (its ``data:`` lines), or None at ``[DONE]``, which ends the
+        stream. An error event raises as the error it reports, and an event that is not a
+        chunk as a malformed answer: no chunk is skipped unseen."""
+        if len(fields) == 1:
+            data = fields[0][5:].lstrip(" ")
+        else:
+            data = "\n".join(field[5:].lstrip(" ") for field in fields)
+        if data.strip() == _DONE:
+            self._done = True
+            return None
         try:
-            event = parse_json(data)
+            try:
+                event, end = _raw_decode(data)
+            except (ValueError, RecursionError):
+                end = -1
+            if end != len(data):
+                event = parse_json(data)
             if not isinstance(event, dict):
                 raise ShapeError("is not an object")
             if self._span is not None:
                 _otel.record_body(self._span, event)
             if "error" not in event:
-                chunk = checked(ChatCompletionChunk(event), ChatCompletionChunk._FIELDS)
-                self._finished = self._finished or _has_finish_reason(event)
+                chunk = chunk_of(event)
+                if not self._finished and (
+                    chunk.finish_reason
+                    or (len(event.get("choices") or ()) > 1 and _has_finish_reason(event))
+                ):
+                    self._finished = True
                 return chunk
         except ShapeError as exc:
             error = malformed(
@@ -147,7 +107,7 @@ class _Stream:
         gateway that lost its upstream may end its own stream cleanly (the OpenAI SDK then
         stops silently); here it is a :class:`GatewayConnectionError`, as a broken connection
         is, never a short answer taken as whole."""
-        if self._decoder.done or self._finished:
+        if self._done or self._finished:
             return
         error = GatewayConnectionError(
             "the stream ended before [DONE] or a finish_reason: the answer is incomplete",
@@ -177,9 +137,23 @@ class ChatStream(_Stream):
     """
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        # Server-sent events: an event is its "data:" lines up to a blank line; other fields,
+        # comments and blank keep-alives are skipped.
+        fields: list[str] = []
         try:
-            for data in iter_events(self.response.iter_lines(), self._decoder):
-                yield self._chunk(data)
+            for line in self.response.iter_lines():
+                if line:
+                    if line.startswith("data:"):
+                        fields.append(line)
+                elif fields:
+                    chunk = self._event(fields)
+                    if chunk is None:
+                        break
+                    fields.clear()
+                    yield chunk
+            else:
+                if fields and (chunk := self._event(fields)) is not None:
+                    yield chunk
             self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
@@ -203,9 +177,21 @@ class AsyncChatStream(_Stream):
     """The async :class:`ChatStream`: ``async for chunk in stream``."""
 
     async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        fields: list[str] = []
         try:
-            async for data in aiter_events(self.response.aiter_lines(), self._decoder):
-                yield self._chunk(data)
+            async for line in self.response.aiter_lines():
+                if line:
+                    if line.startswith("data:"):
+                        fields.append(line)
+                elif fields:
+                    chunk = self._event(fields)
+                    if chunk is None:
+                        break
+                    fields.clear()
+                    yield chunk
+            else:
+                if fields and (chunk := self._event(fields)) is not None:
+                    yield chunk
             self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
