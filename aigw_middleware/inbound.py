@@ -16,6 +16,8 @@ from typing import Any
 from . import _otel
 from .config import GatewayConfig, TenantResolver
 from .context import (
+    _REQUEST_ID_MAX,
+    _REQUEST_ID_RE,
     CorrelationContext,
     _is_valid_label,
     _is_valid_request_id,
@@ -33,6 +35,7 @@ HeaderGetter = Callable[[str], "str | None"]
 """Returns the value of a request header (repeated headers joined with ", "), or None."""
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_request_id_match = _REQUEST_ID_RE.fullmatch
 
 #: Resolver results that are never awaitable: the documented shapes, checked first (cheap).
 _PLAIN_RESULTS = (tuple, list, dict, type(None))
@@ -184,7 +187,8 @@ class InboundPolicy:
             value = get_header(key)
             if value is None:
                 continue
-            if _is_valid_request_id(value):
+            # _is_valid_request_id in line: this runs on every request.
+            if type(value) is str and len(value) <= _REQUEST_ID_MAX and _request_id_match(value):
                 return value
             _logger.warning(
                 "aigw: ignored invalid incoming %s header %s; generated a new request ID",
