@@ -47,38 +47,56 @@ class ShapeError(ValueError):
     """A value of a result is not of the type its accessor returns."""
 
 
-def _first(response: httpx.Response, names: tuple[str, ...]) -> str | None:
-    headers = response.headers
-    # One pass over the raw names instead of a scan of every header per name looked for.
-    present = {key.lower() for key, _ in headers.raw}
-    for name in names:
-        if name.encode() in present:
+_GATEWAY_NAMES = tuple((name.encode(), name) for name in GATEWAY_REQUEST_ID_HEADERS)
+_PROVIDER_NAMES = tuple((name.encode(), name) for name in PROVIDER_REQUEST_ID_HEADERS)
+
+
+def _first(
+    headers: httpx.Headers, present: set[bytes], names: tuple[tuple[bytes, str], ...]
+) -> str | None:
+    for raw_name, name in names:
+        if raw_name in present:
             value = headers.get(name)
             if value:
                 return str(value)
     return None
 
 
+def _present(headers: httpx.Headers) -> set[bytes]:
+    # One pass over the raw names instead of a scan of every header per name looked for.
+    return {key.lower() for key, _ in headers.raw}
+
+
 def gateway_request_id(response: httpx.Response) -> str | None:
     """The gateway's own request ID from a response, if it sent one."""
-    return _first(response, GATEWAY_REQUEST_ID_HEADERS)
+    headers = response.headers
+    return _first(headers, _present(headers), _GATEWAY_NAMES)
 
 
 def provider_request_id(response: httpx.Response) -> str | None:
     """The provider's request ID as the gateway passed it on, if it did."""
-    return _first(response, PROVIDER_REQUEST_ID_HEADERS)
+    headers = response.headers
+    return _first(headers, _present(headers), _PROVIDER_NAMES)
+
+
+def request_ids(response: httpx.Response) -> tuple[str | None, str | None]:
+    """:func:`gateway_request_id` and :func:`provider_request_id`, from one pass."""
+    headers = response.headers
+    present = _present(headers)
+    return _first(headers, present, _GATEWAY_NAMES), _first(headers, present, _PROVIDER_NAMES)
 
 
 def malformed(
     response: httpx.Response, context: CorrelationContext, attempts: int, problem: str
 ) -> MalformedResponseError:
     """The error for an answer that cannot be read; ``problem`` never quotes the answer."""
+    gateway_id, provider_id = request_ids(response)
     return MalformedResponseError(
         response.status_code,
         ErrorBody(problem),
         request_id=context.request_id,
-        gateway_request_id=gateway_request_id(response),
-        provider_request_id=provider_request_id(response),
+        gateway_request_id=gateway_id,
+        provider_request_id=provider_id,
         attempts=attempts,
     )
 
@@ -155,12 +173,7 @@ class _Result:
         try:
             data = parse_json(response.content)
             raw = data if isinstance(data, dict) else {"data": data}
-            result = cls(
-                raw,
-                context.request_id,
-                gateway_request_id(response),
-                provider_request_id(response),
-            )
+            result = cls(raw, context.request_id, *request_ids(response))
             return checked(result, cls._FIELDS)
         except ShapeError as exc:
             raise malformed(response, context, attempts, f"the gateway's answer {exc}") from None

@@ -14,10 +14,9 @@ from ._results import (
     ChatCompletionChunk,
     ShapeError,
     chunk_of,
-    gateway_request_id,
     malformed,
     parse_json,
-    provider_request_id,
+    request_ids,
 )
 from .context import CorrelationContext
 from .errors import GatewayConnectionError, _classify, _parse_error_body
@@ -43,9 +42,10 @@ class _Stream:
         """The streamed ``httpx.Response``, open until the stream ends or is closed."""
         self.request_id = context.request_id
         """Our request ID, as it went on the wire in ``X-AI-Request-Id``."""
-        self.gateway_request_id = gateway_request_id(response)
+        gateway_id, provider_id = request_ids(response)
+        self.gateway_request_id = gateway_id
         """The gateway's own ID for the call, if it sent one."""
-        self.provider_request_id = provider_request_id(response)
+        self.provider_request_id = provider_id
         """The provider's request ID as the gateway passed it on, if it did."""
         self._context = context
         self._attempts = attempts
