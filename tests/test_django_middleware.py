@@ -20,6 +20,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from django.http.response import ResponseHeaders
 from django.test import AsyncClient, Client, RequestFactory
 
 from aigw_middleware.config import _ENV_VARS
@@ -457,3 +458,43 @@ def test_invalid_settings_fail_when_the_middleware_loads(settings: Any) -> None:
 def test_request_context_of_a_request_the_middleware_never_saw_is_a_lookup_error() -> None:
     with pytest.raises(LookupError, match="AIGatewayMiddleware"):
         request_context(RequestFactory().get("/"))
+
+
+def test_the_echo_replaces_an_id_header_the_view_set_in_another_case(
+    aigw: Callable[..., None],
+) -> None:
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(headers={"x-ai-request-id": "from-the-view"})
+
+    response = AIGatewayMiddleware(view)(
+        RequestFactory().get("/", headers={"X-AI-Request-Id": "req-echo"})
+    )
+
+    assert isinstance(response, HttpResponse)
+    assert [item for item in response.items() if item[0].lower() == "x-ai-request-id"] == [
+        ("X-AI-Request-Id", "req-echo")
+    ]
+
+
+def test_a_response_with_its_own_headers_class_gets_the_id_through_it(
+    aigw: Callable[..., None],
+) -> None:
+    class RecordingHeaders(ResponseHeaders):
+        def __setitem__(self, key: str, value: str) -> None:
+            set_.append((key, value))
+            super().__setitem__(key, value)
+
+    set_: list[tuple[str, str]] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        response = HttpResponse()
+        response.headers = RecordingHeaders(response.headers)
+        return response
+
+    response = AIGatewayMiddleware(view)(
+        RequestFactory().get("/", headers={"X-AI-Request-Id": "req-own"})
+    )
+
+    assert isinstance(response, HttpResponse)
+    assert response["X-AI-Request-Id"] == "req-own"
+    assert ("X-AI-Request-Id", "req-own") in set_

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -22,11 +22,23 @@ __all__: list[str] = []
 _SETTING = "AIGW"
 
 
+class _Loaded(NamedTuple):
+    """The settings as the middleware reads them per request (a tuple: unpacked in one step)."""
+
+    config: GatewayConfig
+    policy: InboundPolicy
+    headers_only: bool
+    """No resolver and no trusted peer: only the request's headers decide its context."""
+    echo: tuple[str, str] | None
+    """The response header that echoes the request ID, as lower-case key and name; None for
+    no echo."""
+
+
 class _Settings:
     """Typed access to the gateway settings; :data:`_conf` is the one instance."""
 
     def __init__(self) -> None:
-        self._loaded: tuple[GatewayConfig, InboundPolicy] | None = None
+        self._loaded: _Loaded | None = None
 
     @property
     def AIGW(self) -> Mapping[str, Any]:
@@ -45,12 +57,19 @@ class _Settings:
         """
         return GatewayConfig.from_mapping(self.AIGW, environ=os.environ)
 
-    def loaded(self) -> tuple[GatewayConfig, InboundPolicy]:
-        """The config and the inbound policy built from it, cached until :meth:`reload`."""
+    def loaded(self) -> _Loaded:
+        """The config and what the middleware reads of it, cached until :meth:`reload`."""
         loaded = self._loaded
         if loaded is None:
             config = self.build()
-            loaded = self._loaded = (config, InboundPolicy.from_config(config))
+            policy = InboundPolicy.from_config(config)
+            echo = config.request_id_header if config.echo_request_id else None
+            loaded = self._loaded = _Loaded(
+                config,
+                policy,
+                headers_only=policy.resolver is None and not policy.trusted_networks,
+                echo=(echo.lower(), echo) if echo else None,
+            )
         return loaded
 
     @property

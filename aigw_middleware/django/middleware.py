@@ -9,9 +9,8 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.http import FileResponse, HttpRequest, StreamingHttpResponse
-from django.http.response import HttpResponseBase
+from django.http.response import HttpResponseBase, ResponseHeaders
 
-from ..config import GatewayConfig
 from ..context import (
     AsyncBoundIterator,
     BoundIterator,
@@ -64,9 +63,9 @@ class AIGatewayMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        # The cached pair without a method call; loaded() builds it after a settings change.
-        config, policy = _conf._loaded or _conf.loaded()
-        if policy.resolver is None and not policy.trusted_networks:
+        # The cached settings without a method call; loaded() builds them after a change.
+        _, policy, headers_only, echo = _conf._loaded or _conf.loaded()
+        if headers_only:
             # The usual case in line: only headers decide (META look-ups, see _context_for).
             context = policy.context_for(request.META.get, None, None, policy.environ_keys)
             request.correlation = context  # type: ignore[attr-defined]
@@ -77,11 +76,11 @@ class AIGatewayMiddleware:
             response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
         finally:
             _current.reset(token)
-        return _finish(response, context, config)
+        return _finish(response, context, echo)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        config, policy = _conf._loaded or _conf.loaded()
-        if policy.resolver is None and not policy.trusted_networks:
+        _, policy, headers_only, echo = _conf._loaded or _conf.loaded()
+        if headers_only:
             context = policy.context_for(request.META.get, None, None, policy.environ_keys)
             request.correlation = context  # type: ignore[attr-defined]
         elif policy.resolver is None:
@@ -97,7 +96,7 @@ class AIGatewayMiddleware:
             response = await self.get_response(request)  # type: ignore[misc]
         finally:
             _current.reset(token)
-        return _finish(response, context, config)
+        return _finish(response, context, echo)
 
 
 def request_context(request: HttpRequest) -> CorrelationContext:
@@ -131,14 +130,33 @@ async def _acontext_for(request: HttpRequest, policy: InboundPolicy) -> Correlat
 
 
 def _finish(
-    response: HttpResponseBase, context: CorrelationContext, config: GatewayConfig
+    response: HttpResponseBase, context: CorrelationContext, echo: tuple[str, str] | None
 ) -> HttpResponseBase:
-    if config.echo_request_id:
-        response.headers[config.request_id_header] = context.request_id
+    if echo is not None:
+        headers = response.headers
+        if type(headers) is _PLAIN_HEADERS:
+            # ResponseHeaders.__setitem__ checks the charset and newlines of name and value (5k
+            # instructions); the name is a checked token and the ID checked ASCII already.
+            headers._store[echo[0]] = (echo[1], context.request_id)
+        else:
+            headers[echo[1]] = context.request_id
     # A FileResponse never calls the gateway, and wrapping it would lose wsgi.file_wrapper.
     if isinstance(response, StreamingHttpResponse) and not isinstance(response, FileResponse):
         _bind_body(response, context)
     return response
+
+
+def _plain_headers() -> type[ResponseHeaders] | None:
+    """ResponseHeaders when it keeps ``{lower-case name: (name, value)}`` in ``_store`` as
+    Django 4.2 to 6.x do (checked once here), else None: headers are then set through it."""
+    headers = ResponseHeaders({})
+    headers["X-Probe"] = "value"
+    if getattr(headers, "_store", None) == {"x-probe": ("X-Probe", "value")}:
+        return ResponseHeaders
+    return None
+
+
+_PLAIN_HEADERS = _plain_headers()
 
 
 def _bind_body(response: StreamingHttpResponse, context: CorrelationContext) -> None:
