@@ -123,8 +123,12 @@ def prepare_hop(
     trace header the caller set on the call wins. Elsewhere, with ``otel_gateway_only``: no
     trace header, and the HTTP instrumentations are kept out of the hop so they add none.
     """
-    headers = request.headers
     injected: frozenset[str] = request.extensions.get(_TRACE_INJECTED_EXTENSION, frozenset())
+    if target and not injected and not config.otel_baggage:
+        api = _api()
+        if api is None or not api.current_context():
+            return None  # an empty context, as without an SDK: no span, nothing to strip
+    headers = request.headers
     if not target:
         if config.otel_gateway_only:
             for key in TRACE_HEADERS.intersection(headers.keys()):

@@ -48,7 +48,7 @@ _INJECTED_EXTENSION = "aigw.injected"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: URLs (scheme, host, port, path) whose match is remembered per client; then it starts over.
 _MAX_REMEMBERED_URLS = 256
-_NOTHING_INJECTED: frozenset[str] = frozenset()
+_NOTHING_INJECTED: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +85,15 @@ class _Targets:
         urls = ([base_url] if base_url else []) + list(propagate_to)
         self._targets = tuple(_Target.parse(url) for url in urls)
         # A client calls a few URLs over and over: each is matched once.
-        self._seen: dict[tuple[str, str, int | None, str], bool] = {}
+        self._seen: dict[tuple[Any, ...], bool] = {}
 
     def match(self, url: httpx.URL) -> bool:
         """True when ``url`` is under one of the targets."""
-        key = (url.scheme, url.host, url.port, url.path)
+        try:  # httpx's parsed URL, without the decoding of its public properties
+            ref = url._uri_reference
+            key = (ref.scheme, ref.host, ref.port, ref.path)
+        except AttributeError:
+            key = (url.scheme, url.host, url.port, url.path)
         found = self._seen.get(key)
         if found is None:
             found = any(target.matches(url) for target in self._targets)
@@ -100,7 +104,10 @@ class _Targets:
 
 
 class _HeaderInjector:
-    """The per-hop header rule, shared by the sync and async transports."""
+    """The per-hop header rule, shared by the sync and async transports.
+
+    Header names are compared lower-cased and as bytes, as httpx keeps them.
+    """
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -112,18 +119,16 @@ class _HeaderInjector:
             config.session_header,
         )
         self.profile = _get_profile(config.header_profile, config.profile_options)
-        self._generic = {name.lower(): source for name, source in self.names.pairs()}
-        self._managed = frozenset(
-            name.lower() for name in (*self._generic, *self.profile.native_names)
-        )
+        self._generic = {_key(name): source for name, source in self.names.pairs()}
+        self._managed = frozenset((*self._generic, *map(_key, self.profile.native_names)))
         # What a hop to anywhere but a target loses: correlation and the gateway's credentials.
         self._gateway_only = self._managed.union(
-            {"authorization"}, (name.lower() for name in config.extra_headers)
+            {b"authorization"}, (_key(name) for name in config.extra_headers)
         )
         self._targets = _Targets(config.base_url, tuple(config.propagate_to))
         # Headers of the last context seen, unless the profile has a fresh value per request.
         self._per_request = bool(self.profile.fresh)
-        self._last: tuple[CorrelationContext, tuple[tuple[str, str, str], ...]] | None = None
+        self._last: tuple[CorrelationContext, _Entries, frozenset[bytes]] | None = None
 
     def is_target(self, url: httpx.URL) -> bool:
         """True when ``url`` is under ``base_url`` or one of ``propagate_to``."""
@@ -131,65 +136,121 @@ class _HeaderInjector:
 
     def prepare(self, request: httpx.Request) -> tuple[CorrelationContext, object | None]:
         """Rewrite ``request``'s correlation and trace headers for this hop; return the context
-        used and the token to pass to ``_otel.end_hop`` once the hop is done."""
+        used and the token to pass to ``_otel.end_hop`` once the hop is done.
+
+        Strip, then add: the headers this transport added on an earlier hop go first; a target
+        then gets the profile's headers, except those the caller set on the call (which win
+        when valid), and any other URL loses every gateway-only header."""
         context = _context_of(request)
         target = self._targets.match(request.url)
         headers = request.headers
-        # Lower-cased names, from the raw list: one pass instead of a scan per name, and no
-        # look-up of the headers' encoding per name (header names are ASCII tokens).
-        present = {key.decode("latin-1").lower() for key, _ in headers.raw}
-        injected: frozenset[str] = request.extensions.get(_INJECTED_EXTENSION, _NOTHING_INJECTED)
+        entries = _entries_of(headers)
+        present = (
+            {key for _, key, _ in entries}
+            if entries is not None
+            else {key.lower() for key, _ in headers.raw}
+        )
+        extensions = request.extensions
+        injected: frozenset[bytes] = extensions.get(_INJECTED_EXTENSION, _NOTHING_INJECTED)
         if not target:
-            for key in present.intersection(self._gateway_only | injected):
-                del headers[key]
-            request.extensions[_INJECTED_EXTENSION] = _NOTHING_INJECTED
+            _remove(headers, present.intersection(self._gateway_only | injected))
+            extensions[_INJECTED_EXTENSION] = _NOTHING_INJECTED
             return context, _otel.prepare_hop(request, self.config, context, target)
+        if injected and not present.isdisjoint(injected):
+            _remove(headers, present.intersection(injected))
+            present.difference_update(injected)
         if not present.isdisjoint(self._generic):
-            for key in present.intersection(self._generic).difference(injected):
-                if not self._explicit_ok(key, headers[key]):
-                    del headers[key]
+            for key in present.intersection(self._generic):
+                if not self._explicit_ok(key, headers[key.decode("latin-1")]):
+                    _remove(headers, {key})
                     present.discard(key)
-        added = set()
-        for name, key, value in self._headers_of(context):
-            if key in present and key not in injected:
-                continue  # set explicitly on this call: it wins
-            headers[name] = value
-            added.add(key)
+        added, keys = self._headers_of(context)
+        if not present.isdisjoint(keys):  # some set explicitly on this call: they win
+            added = tuple(entry for entry in added if entry[1] not in present)
+            keys = keys.difference(present)
+        _append(headers, entries, added)
         if self.config.api_key_resolver is not None:
-            if _API_KEY_EXTENSION in request.extensions:
-                api_key = request.extensions[_API_KEY_EXTENSION]
+            if _API_KEY_EXTENSION in extensions:
+                api_key = extensions[_API_KEY_EXTENSION]
             else:
                 api_key = _resolve_api_key(self.config.api_key_resolver, context)
             if api_key is not None:
                 headers["Authorization"] = f"Bearer {api_key}"
-                added.add("authorization")
-        if injected:
-            for key in present.intersection(injected).difference(added):
-                del headers[key]
-        request.extensions[_INJECTED_EXTENSION] = frozenset(added)
+                keys = keys.union((b"authorization",))
+        extensions[_INJECTED_EXTENSION] = keys
         # Last, as it may attach an OpenTelemetry context that only end_hop detaches.
         return context, _otel.prepare_hop(request, self.config, context, target)
 
-    def _headers_of(self, context: CorrelationContext) -> tuple[tuple[str, str, str], ...]:
-        """The profile's headers for ``context``: (name, lower-cased name, value) each. A
-        context is immutable, so the calls of one request reuse the headers built for it."""
+    def _headers_of(self, context: CorrelationContext) -> tuple[_Entries, frozenset[bytes]]:
+        """The profile's headers for ``context`` as httpx keeps them, and their lower-cased
+        names. A context is immutable, so the calls of one request reuse what was built."""
         last = self._last
         if last is not None and last[0] is context:
-            return last[1]
+            return last[1], last[2]
         built = tuple(
-            (name, name.lower(), value) for name, value in self.profile.headers(context, self.names)
+            (name.encode("latin-1"), _key(name), value.encode("latin-1"))
+            for name, value in self.profile.headers(context, self.names)
         )
+        keys = frozenset(key for _, key, _ in built)
         if not self._per_request:
-            self._last = (context, built)
-        return built
+            self._last = (context, built, keys)
+        return built, keys
 
-    def _explicit_ok(self, key: str, value: str) -> bool:
+    def _explicit_ok(self, key: bytes, value: str) -> bool:
         ok = _VALID[self._generic[key]](value)
         if not ok:
             _logger.warning(
-                "aigw: dropped invalid explicit %s header %s", key, _escape_for_log(value)
+                "aigw: dropped invalid explicit %s header %s",
+                key.decode("latin-1"),
+                _escape_for_log(value),
             )
         return ok
+
+
+#: Headers as httpx keeps them: (name, lower-cased name, value), in bytes.
+_Entries = tuple[tuple[bytes, bytes, bytes], ...]
+#: The modules of the header classes known to keep a list of such entries in ``_list``.
+_LISTED_HEADERS = frozenset({"httpx", "httpx._models", "httpx2", "httpx2._models"})
+_listed: dict[type, bool] = {}
+
+
+def _key(name: str) -> bytes:
+    return name.lower().encode("latin-1")
+
+
+def _entries_of(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]] | None:
+    """The list under ``headers`` (httpx's and httpx2's ``Headers``), else None.
+
+    Each ``headers[name] = value`` of httpx re-encodes the name and scans every header; a
+    request gets its few correlation headers appended to the list instead, as ASCII (every
+    value is validated to be).
+    """
+    cls = type(headers)
+    listed = _listed.get(cls)
+    if listed is None:
+        entries = getattr(headers, "_list", None)
+        listed = _listed[cls] = (
+            cls.__module__ in _LISTED_HEADERS
+            and cls.__qualname__ == "Headers"
+            and isinstance(entries, list)
+        )
+    return headers._list if listed else None
+
+
+def _append(
+    headers: httpx.Headers, entries: list[tuple[bytes, bytes, bytes]] | None, added: _Entries
+) -> None:
+    """Add headers that ``headers`` does not have (see :func:`_entries_of`)."""
+    if entries is not None:
+        entries.extend(added)
+        return
+    for name, _, value in added:
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+
+
+def _remove(headers: httpx.Headers, keys: set[bytes]) -> None:
+    for key in keys:
+        del headers[key.decode("latin-1")]
 
 
 _VALID: dict[_Field, Callable[[object], bool]] = {
@@ -313,7 +374,8 @@ class CorrelationTransport(httpx.BaseTransport):
             _log(request, context, started, None, type(exc).__name__)
             raise
         finally:
-            _otel.end_hop(token)
+            if token is not None:
+                _otel.end_hop(token)
         _log(request, context, started, response.status_code, "response")
         return response
 
@@ -341,7 +403,8 @@ class AsyncCorrelationTransport(httpx.AsyncBaseTransport):
             _log(request, context, started, None, type(exc).__name__)
             raise
         finally:
-            _otel.end_hop(token)
+            if token is not None:
+                _otel.end_hop(token)
         _log(request, context, started, response.status_code, "response")
         return response
 

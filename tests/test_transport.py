@@ -324,3 +324,63 @@ async def test_the_async_transport_strips_the_credentials_too(recorder: Recorder
     async with httpx.AsyncClient(transport=transport, headers=GATEWAY_SECRETS) as client:
         await client.get("https://elsewhere.test/x")
     assert not set(GATEWAY_SECRETS).intersection(recorder.requests[0].headers)
+
+
+def test_a_redirect_within_the_gateway_sends_each_header_once_with_the_same_values() -> None:
+    seen: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/ai/old":
+            return httpx.Response(307, headers={"Location": "http://gateway.test/ai/new"})
+        return httpx.Response(200, json={"ok": True})
+
+    config = GatewayConfig(base_url="http://gateway.test/ai")
+    transport = CorrelationTransport(httpx.MockTransport(gateway), config)
+    with (
+        httpx.Client(transport=transport, follow_redirects=True) as client,
+        bind_context(request_id="req-1", tenant="acme", team="ml"),
+    ):
+        client.post("http://gateway.test/ai/old", json={}, headers={"X-AI-Team": "explicit"})
+    assert [request.url.path for request in seen] == ["/ai/old", "/ai/new"]
+    for request in seen:
+        assert sorted(name for name, _ in request.headers.multi_items() if name in X_AI) == [
+            "x-ai-request-id",
+            "x-ai-team",
+            "x-ai-tenant",
+        ]
+        assert x_ai(request.headers) == {
+            "x-ai-request-id": "req-1",
+            "x-ai-tenant": "acme",
+            "x-ai-team": "explicit",
+        }
+
+
+class OtherHeaders(httpx.Headers):
+    """Headers of a class the transport does not know: it must use their public methods."""
+
+
+@pytest.mark.parametrize("headers_class", [httpx.Headers, OtherHeaders])
+def test_any_headers_class_gets_the_same_rule(headers_class: type[httpx.Headers]) -> None:
+    sent: list[httpx.Request] = []
+    config = GatewayConfig(base_url="http://gateway.test/ai", api_key="sk-gateway")
+    transport = CorrelationTransport(
+        httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(204)), config
+    )
+    with bind_context(request_id="req-1", tenant="acme", team="ml"):
+        for url in ("http://gateway.test/ai/models", "http://elsewhere.test/ai/models"):
+            request = httpx.Request("GET", url)
+            request.headers = headers_class(
+                {"Authorization": "Bearer sk-gateway", "X-AI-Tenant": "explicit"}
+            )
+            transport.handle_request(request)
+    to_gateway, elsewhere = sent
+    assert type(to_gateway.headers) is headers_class
+    assert x_ai(to_gateway.headers) == {
+        "x-ai-request-id": "req-1",
+        "x-ai-tenant": "explicit",
+        "x-ai-team": "ml",
+    }
+    assert to_gateway.headers["Authorization"] == "Bearer sk-gateway"
+    assert x_ai(elsewhere.headers) == {}
+    assert "Authorization" not in elsewhere.headers
