@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ._httpx import inner_transport, no_cookie_jar, timeout_for
+from ._httpx import inner_transport, keeping_no_cookies, no_cookie_jar, timeout_for
 from .config import GatewayConfig, _missing_base_url
 from .transport import AsyncCorrelationTransport, CorrelationTransport
 
@@ -90,5 +90,7 @@ def _client(http: ModuleType, config: GatewayConfig, *, asynchronous: bool) -> A
     }
     inner = inner_transport(config, http, asynchronous=asynchronous)
     if asynchronous:
-        return http.AsyncClient(transport=AsyncCorrelationTransport(inner, config), **options)
-    return http.Client(transport=CorrelationTransport(inner, config), **options)
+        client = http.AsyncClient(transport=AsyncCorrelationTransport(inner, config), **options)
+    else:
+        client = http.Client(transport=CorrelationTransport(inner, config), **options)
+    return keeping_no_cookies(client)

@@ -185,6 +185,28 @@ def no_cookie_jar() -> CookieJar:
     return CookieJar(policy=_RejectAllCookies())
 
 
+class _NoCookies(httpx.Cookies):
+    """The cookies of a client that keeps none: an answer is not even read for them."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+def keeping_no_cookies(client: Any) -> Any:
+    """``client`` (built with :func:`no_cookie_jar`), its answers no longer read for cookies.
+
+    httpx reads every answer for ``Set-Cookie`` through ``urllib``'s cookie machinery, whose
+    copy of the request's headers costs about as much as the rest of a call's client side;
+    with a jar that keeps nothing, that reading can only end in nothing. Other clients (such as
+    httpx2's, which reads only answers that set a cookie) are returned as they are.
+    """
+    if isinstance(client, (httpx.Client, httpx.AsyncClient)) and isinstance(
+        getattr(client, "_cookies", None), httpx.Cookies
+    ):
+        client._cookies = _NoCookies(client._cookies.jar)
+    return client
+
+
 def proxy_for(config: GatewayConfig) -> str | None:
     """The explicit proxy, else the environment's proxy for ``base_url`` unless disabled."""
     if config.proxy is not None:

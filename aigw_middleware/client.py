@@ -16,7 +16,7 @@ import httpx
 
 from . import _shared
 from ._attempts import RequestSpec, asend, send
-from ._httpx import client_options, http_transport, inner_transport
+from ._httpx import client_options, http_transport, inner_transport, keeping_no_cookies
 from ._resources import (
     AsyncChat,
     AsyncEmbeddingsResource,
@@ -94,8 +94,10 @@ class GatewayClient(_BaseClient):
     ) -> None:
         super().__init__(config, overrides)
         inner = transport or http_transport(self.config)
-        self._http = httpx.Client(
-            transport=CorrelationTransport(inner, self.config), **client_options(self.config)
+        self._http: httpx.Client = keeping_no_cookies(
+            httpx.Client(
+                transport=CorrelationTransport(inner, self.config), **client_options(self.config)
+            )
         )
         self.chat = Chat(self)
         """``chat.completions.create(model=..., messages=[...], stream=False, ...)``."""
@@ -155,9 +157,11 @@ class AsyncGatewayClient(_BaseClient):
     ) -> None:
         super().__init__(config, overrides)
         inner = transport or inner_transport(self.config, asynchronous=True)
-        self._http = httpx.AsyncClient(
-            transport=AsyncCorrelationTransport(inner, self.config),
-            **client_options(self.config),
+        self._http: httpx.AsyncClient = keeping_no_cookies(
+            httpx.AsyncClient(
+                transport=AsyncCorrelationTransport(inner, self.config),
+                **client_options(self.config),
+            )
         )
         self.chat = AsyncChat(self)
         """``await chat.completions.create(model=..., messages=[...], stream=False, ...)``."""

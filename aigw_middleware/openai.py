@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import _otel, _otel_sdk
 from ._httpx import (
     inner_transport,
+    keeping_no_cookies,
     no_cookie_jar,
     timeout_for,
     without_credentials,
@@ -283,19 +284,22 @@ def _http_client(http: ModuleType, config: GatewayConfig, auth: Any, *, asynchro
     # trust_env=False: proxies are chosen here, so the environment cannot mount transports
     # that bypass the correlation transport.
     inner = inner_transport(config, http, asynchronous=asynchronous)
+    client: Any
     if asynchronous:
-        return openai.DefaultAsyncHttpxClient(
+        client = openai.DefaultAsyncHttpxClient(
             transport=AsyncCorrelationTransport(inner, config),
             cookies=no_cookie_jar(),
             auth=auth,
             trust_env=False,
         )
-    return openai.DefaultHttpxClient(
-        transport=CorrelationTransport(inner, config),
-        cookies=no_cookie_jar(),
-        auth=auth,
-        trust_env=False,
-    )
+    else:
+        client = openai.DefaultHttpxClient(
+            transport=CorrelationTransport(inner, config),
+            cookies=no_cookie_jar(),
+            auth=auth,
+            trust_env=False,
+        )
+    return keeping_no_cookies(client)
 
 
 def _for_gateway(config: GatewayConfig, options: Any) -> Any:

@@ -232,6 +232,19 @@ def test_base_url_api_key_timeout_and_max_retries_come_from_the_active_config(
     client.close()
 
 
+def test_no_cookie_the_gateway_sets_is_sent_back(
+    fake_gateway: FakeGateway, gateway_config: GatewayConfig
+) -> None:
+    fake_gateway.queue_response(headers={"Set-Cookie": "session=acme-secret; Path=/"})
+    client = OpenAI(config=gateway_config)
+
+    client.models.list()
+    client.models.list()
+
+    assert "cookie" not in fake_gateway.requests[-1].headers
+    client.close()
+
+
 def test_a_placeholder_api_key_is_sent_when_the_config_has_none(
     fake_gateway: FakeGateway, gateway_config: GatewayConfig
 ) -> None:
