@@ -23,14 +23,13 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ._parsers import _did_you_mean
-from ._shared import SharedClients, activate, add_app_finder, deactivate
-from ._shared import _active as _active_clients
+from ._shared import SharedClients, add_app_finder
 from .client import AsyncGatewayClient, GatewayClient
 from .config import _SETTINGS, GatewayConfig, TenantResolver
-from .context import BoundIterator, CorrelationContext, _current, _set_context
+from .context import CorrelationContext, _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
-from .wsgi import _direct_peer, _echoing
+from .wsgi import _direct_peer, _echoing, _serve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -188,68 +187,38 @@ def _app_state(app: Flask) -> _AIGatewayState:
 class _CorrelationMiddleware:
     """WSGI middleware around ``app.wsgi_app``: bind, echo the request ID, bind the body.
 
-    The context is set before Flask pushes its request context and reset with its token in this
-    frame once Flask has produced the response; the body is then iterated with it bound again.
+    Flask's whole dispatch (its request and app contexts, every hook, error handler and
+    teardown function) and then the body run in a Context of the request's own, with its
+    correlation context bound; the app's clients are made active there for the body, which
+    the server iterates after Flask has torn its contexts down.
     """
 
     def __init__(self, wsgi_app: WSGIApplication, state: _AIGatewayState) -> None:
         self.wsgi_app = wsgi_app
         self._state = state
+        # Read once here, not per request.
+        self._policy = state.policy
+        self._keys = state.policy.environ_keys
+        self._echo = state.config.request_id_header if state.config.echo_request_id else None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        policy, config = self._state.policy, self._state.config
-        get_header, keys = environ.get, policy.environ_keys
+        policy, keys = self._policy, self._keys
         if policy.resolver is None:
             peer = _direct_peer(environ) if policy.trusted_networks else None
-            context = policy.context_for(get_header, peer, None, keys)
+            context = policy.context_for(environ.get, peer, None, keys)
         else:
             # Tenant, team and user are decided once, by _resolve_tenant, which has Flask's
             # request.
             context = CorrelationContext(
-                policy.request_id(get_header, None, keys), session=policy.session(get_header, keys)
+                policy.request_id(environ.get, None, keys),
+                session=policy.session(environ.get, keys),
             )
         environ[_ENVIRON_KEY] = context
-        if config.echo_request_id:
-            start_response = _echoing(start_response, config.request_id_header, context.request_id)
-        token = _current.set(context)
-        try:
-            body = self.wsgi_app(environ, start_response)
-        finally:
-            _current.reset(token)
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            return body  # left as it is so the server can use sendfile; no app code runs there
-        # Flask tears the request and app contexts down before the server iterates a streamed
-        # body (unless it uses stream_with_context), so each step and close() (the server's call
-        # at the end, or when the client went away) bind the context and the app's clients.
-        return _BoundBody(body, environ[_ENVIRON_KEY], self._state.clients)
-
-
-class _BoundBody(BoundIterator[bytes]):
-    """The body with the request's context bound and the app's clients active around each step
-    and around ``close()``."""
-
-    def __init__(
-        self, body: Iterable[bytes], context: CorrelationContext, clients: SharedClients
-    ) -> None:
-        super().__init__(body, context)
-        self._clients = clients
-
-    def __next__(self) -> bytes:
-        token = _current.set(self._context)
-        clients_token = _active_clients.set(self._clients)
-        try:
-            return self._next()
-        finally:
-            _active_clients.reset(clients_token)
-            _current.reset(token)
-
-    def close(self) -> None:
-        token = activate(self._clients)
-        try:
-            super().close()
-        finally:
-            deactivate(token)
+        if self._echo is not None:
+            start_response = _echoing(start_response, self._echo, context.request_id)
+        # During the request get_client() finds the app's clients through its app context
+        # (_current_app_clients); the body runs outside it, with them active.
+        return _serve(self.wsgi_app, environ, start_response, context, None, self._state.clients)
 
 
 def _resolve_tenant() -> None:
@@ -269,9 +238,9 @@ def _resolve_tenant() -> None:
     values = attribution(environ.get, _direct_peer(environ), request, policy.environ_keys)
     context = CorrelationContext(context.request_id, **values)
     environ[_ENVIRON_KEY] = context
-    # No token kept: _CorrelationMiddleware resets its own token in the frame that set it, which
-    # restores what was bound before the request and so also undoes this refinement.
-    _set_context(context)
+    # No token kept: the request runs in a Context of its own (see _serve), where this stays
+    # bound for the rest of the request and its body.
+    _current.set(context)
 
 
 def _current_app_clients() -> SharedClients | None:

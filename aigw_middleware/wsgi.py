@@ -16,15 +16,15 @@ here imports a web framework; the Flask extension uses its WSGI helpers.
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._shared import SharedClients, activate, deactivate
+from ._shared import SharedClients
+from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import BoundIterator, _reset_context, _set_context
+from .context import CorrelationContext, _current
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
@@ -66,42 +66,14 @@ class AIGatewayMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         context = self.policy.context_for(
-            lambda name: _header(environ, name), _direct_peer(environ), environ
+            environ.get, _direct_peer(environ), environ, self.policy.environ_keys
         )
         if self.config.echo_request_id:
             start_response = _echoing(
                 start_response, self.config.request_id_header, context.request_id
             )
-        token = _set_context(context)
         # With its own config, get_client() / get_async_client() use it inside its requests.
-        clients_token = None if self._clients is None else activate(self._clients)
-        try:
-            body = self.app(environ, start_response)
-        finally:
-            if clients_token is not None:
-                deactivate(clients_token)
-            _reset_context(token)
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            return body  # left as it is so the server can use sendfile; no app code runs there
-        # The server iterates the body after this frame reset the context: each step and
-        # close() (at the end, or when the client went away) bind it again.
-        if self._clients is None:
-            return BoundIterator(body, context)
-        clients = self._clients
-        return BoundIterator(body, context, lambda: _clients_active(clients))
-
-
-@lru_cache(maxsize=64)
-def _environ_key(name: str) -> str:
-    """The WSGI environ key of an HTTP header: ``X-AI-Team`` is ``HTTP_X_AI_TEAM``."""
-    return "HTTP_" + name.upper().replace("-", "_")
-
-
-def _header(environ: WSGIEnvironment, name: str) -> str | None:
-    """The value of header ``name`` (repeated headers already joined by the server), or None."""
-    value = environ.get(_environ_key(name))
-    return value if isinstance(value, str) else None
+        return _serve(self.app, environ, start_response, context, self._clients, self._clients)
 
 
 def _direct_peer(environ: WSGIEnvironment) -> str | None:
@@ -116,22 +88,92 @@ def _direct_peer(environ: WSGIEnvironment) -> str | None:
 
 def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:
     """``start_response`` with header ``name`` set to ``value``, replacing the app's own."""
-    lowered = name.lower()
+    lowered, size = name.lower(), len(name)
 
     def start(
         status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
     ) -> Callable[[bytes], object]:
-        headers = [(key, val) for key, val in headers if key.lower() != lowered]
-        headers.append((name, value))
-        return start_response(status, headers, exc_info)
+        for key, _ in headers:
+            # Names of another length cannot match: most are skipped without lower-casing them.
+            if len(key) == size and key.lower() == lowered:
+                headers = [(key, val) for key, val in headers if key.lower() != lowered]
+                break
+        return start_response(status, [*headers, (name, value)], exc_info)
 
     return start
 
 
-@contextlib.contextmanager
-def _clients_active(clients: SharedClients) -> Iterator[None]:
-    token = activate(clients)
-    try:
-        yield
-    finally:
-        deactivate(token)
+def _serve(
+    app: WSGIApplication,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    context: CorrelationContext,
+    clients: SharedClients | None,
+    body_clients: SharedClients | None,
+) -> Iterable[bytes]:
+    """Call ``app`` and iterate its body in a :class:`contextvars.Context` of the request's own.
+
+    The Context is a copy of the server's, with ``context`` bound (and ``clients`` active, when
+    given) for the call, and ``body_clients`` active for the body. Whatever the app binds stays
+    in that Context, so nothing leaks into the server's thread, and the body's steps and its
+    ``close()`` see what the app saw: entering a Context costs far less than binding and
+    resetting context variables around each step.
+    """
+    run = contextvars.copy_context().run
+    body = run(_call, app, environ, start_response, context, clients, body_clients)
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        return body  # left as it is so the server can use sendfile; no app code runs there
+    return _ContextBody(body, run)
+
+
+def _call(
+    app: WSGIApplication,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    context: CorrelationContext,
+    clients: SharedClients | None,
+    body_clients: SharedClients | None,
+) -> Iterable[bytes]:
+    """The app's call, inside the request's Context (no reset: the Context is the request's)."""
+    _current.set(context)
+    if clients is not None:
+        _active_clients.set(clients)
+    body = app(environ, start_response)
+    if body_clients is not clients:
+        _active_clients.set(body_clients)
+    return body
+
+
+class _ContextBody:
+    """A response body whose steps and ``close()`` run in the request's Context.
+
+    The server iterates the body after the app's call returned: each step (the body is turned
+    into an iterator at the first one) and ``close()`` (at the end, or when the client went away
+    mid-stream) run in that Context, and nothing is bound in the server's thread between them.
+    """
+
+    __slots__ = ("_body", "_run", "_step")
+
+    def __init__(self, body: Iterable[bytes], run: Callable[..., Any]) -> None:
+        self._body = body
+        self._run = run
+        self._step: Callable[[], bytes] = self._first
+
+    def __iter__(self) -> _ContextBody:
+        return self
+
+    def __next__(self) -> bytes:
+        return self._run(self._step)  # type: ignore[no-any-return]
+
+    def _first(self) -> bytes:
+        self._step = iter(self._body).__next__
+        return self._step()
+
+    def close(self) -> None:
+        """Close the body (when it can be closed) in the request's Context."""
+        close = getattr(self._body, "close", None)
+        if close is None and self._step != self._first:
+            close = getattr(getattr(self._step, "__self__", None), "close", None)
+        if close is not None:
+            self._run(close)
