@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.util import FileWrapper, setup_testing_defaults
@@ -431,6 +432,31 @@ def test_nothing_stays_bound_between_steps_and_close_runs_with_the_context_bound
     body.close()  # type: ignore[attr-defined]  # the client went away mid-stream
 
     assert closed_with == [CorrelationContext("gone-1")]
+    assert current_context() is None
+
+
+def test_what_the_app_binds_is_seen_by_its_body_and_never_by_the_server(
+    gateway_config: GatewayConfig,
+) -> None:
+    user: ContextVar[str | None] = ContextVar("user", default=None)
+
+    def app_binding_a_user(
+        environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        user.set("ada")  # never reset by the app
+        start_response("200 OK", [])
+
+        def body() -> Iterator[bytes]:
+            yield f"{user.get()} {seen().decode()}".encode()
+
+        return body()
+
+    app = AIGatewayMiddleware(app_binding_a_user, gateway_config)
+    body = app(environ_for(headers={"X-AI-Request-Id": "own-1"}), lambda *args: lambda data: None)
+
+    assert user.get() is None
+    assert b"".join(body) == b"ada own-1 None None None"
+    assert user.get() is None
     assert current_context() is None
 
 
