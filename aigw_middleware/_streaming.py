@@ -21,10 +21,70 @@ from ._results import (
 from .context import CorrelationContext
 from .errors import GatewayConnectionError, _classify, _parse_error_body
 
-_DONE = "[DONE]"
 #: ``raw_decode`` skips the two whitespace scans of ``json.loads``; an event it does not read to
 #: its end goes through :func:`parse_json`, which accepts or rejects it as ``json.loads`` does.
 _raw_decode = json.JSONDecoder().raw_decode
+
+
+class SSEDecoder:
+    """Server-sent events from the bytes of a body: :meth:`feed` returns the data of the events
+    each piece completes.
+
+    Lines end at CR, LF or CRLF (also when a piece ends between CR and LF); an event is its
+    ``data:`` lines up to a blank line, and other fields, comments and blank keep-alives are
+    skipped. The data ``[DONE]`` ends the stream: ``done``, and nothing after it is read.
+    Events are UTF-8, as the format requires, decoded once complete. No I/O: the streams feed
+    it the body's pieces as they arrive.
+    """
+
+    def __init__(self) -> None:
+        self._data: list[bytes] = []  # the data lines of the event under way
+        self._partial: list[bytes] = []  # the start of a line that goes on in the next piece
+        self._after_cr = False  # the last piece ended with CR: a LF first in this one goes with it
+        self.done = False
+
+    def feed(self, piece: bytes) -> list[str]:
+        """The data of each event that ``piece`` completes, in order."""
+        if self._after_cr:
+            self._after_cr = False
+            if piece.startswith(b"\n"):
+                piece = piece[1:]
+        if not piece:
+            return []
+        lines = piece.splitlines()  # for bytes: at CR, LF and CRLF only
+        last = piece[-1]
+        if last != 10 and last != 13:  # the last line goes on in the next piece
+            if len(lines) == 1:
+                self._partial.append(lines[0])
+                return []
+            tail = lines.pop()
+        else:
+            tail = None
+            self._after_cr = last == 13
+        if self._partial:
+            lines[0] = b"".join(self._partial) + lines[0]
+            self._partial = []
+        if tail is not None:
+            self._partial.append(tail)
+        events = []
+        data = self._data
+        for line in lines:
+            if line:
+                if line.startswith(b"data:"):
+                    data.append(line[5:].lstrip(b" "))
+            elif data:
+                event = data[0] if len(data) == 1 else b"\n".join(data)
+                data.clear()
+                if event.strip() == b"[DONE]":
+                    self.done = True
+                    break
+                events.append(event.decode("utf-8", "replace"))
+        return events
+
+    def finish(self) -> list[str]:
+        """At the end of the body: the event its last lines make, if any (the format wants a
+        blank line after each event; a body cut after its last data line still counts)."""
+        return [] if self.done else self.feed(b"\n\n")
 
 
 def _has_finish_reason(event: dict[str, Any]) -> bool:
@@ -50,20 +110,12 @@ class _Stream:
         self._context = context
         self._attempts = attempts
         self._span = _otel.stream_span(response)
-        self._done = False  # the stream sent [DONE]
+        self._decoder = SSEDecoder()
         self._finished = False  # a choice had its finish_reason
 
-    def _event(self, fields: list[str]) -> ChatCompletionChunk | None:
-        """The chunk of one event (its ``data:`` lines), or None at ``[DONE]``, which ends the
-        stream. An error event raises as the error it reports, and an event that is not a
-        chunk as a malformed answer: no chunk is skipped unseen."""
-        if len(fields) == 1:
-            data = fields[0][5:].lstrip(" ")
-        else:
-            data = "\n".join(field[5:].lstrip(" ") for field in fields)
-        if data.strip() == _DONE:
-            self._done = True
-            return None
+    def _chunk(self, data: str) -> ChatCompletionChunk:
+        """The chunk in one event's data; an error event raises as the error it reports, and
+        an event that is not a chunk as a malformed answer: no chunk is skipped unseen."""
         try:
             try:
                 event, end = _raw_decode(data)
@@ -107,7 +159,7 @@ class _Stream:
         gateway that lost its upstream may end its own stream cleanly (the OpenAI SDK then
         stops silently); here it is a :class:`GatewayConnectionError`, as a broken connection
         is, never a short answer taken as whole."""
-        if self._done or self._finished:
+        if self._decoder.done or self._finished:
             return
         error = GatewayConnectionError(
             "the stream ended before [DONE] or a finish_reason: the answer is incomplete",
@@ -137,23 +189,15 @@ class ChatStream(_Stream):
     """
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        # Server-sent events: an event is its "data:" lines up to a blank line; other fields,
-        # comments and blank keep-alives are skipped.
-        fields: list[str] = []
+        decoder = self._decoder
         try:
-            for line in self.response.iter_lines():
-                if line:
-                    if line.startswith("data:"):
-                        fields.append(line)
-                elif fields:
-                    chunk = self._event(fields)
-                    if chunk is None:
-                        break
-                    fields.clear()
-                    yield chunk
-            else:
-                if fields and (chunk := self._event(fields)) is not None:
-                    yield chunk
+            for piece in self.response.iter_bytes():
+                for data in decoder.feed(piece):
+                    yield self._chunk(data)
+                if decoder.done:
+                    break
+            for data in decoder.finish():
+                yield self._chunk(data)
             self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc
@@ -177,21 +221,15 @@ class AsyncChatStream(_Stream):
     """The async :class:`ChatStream`: ``async for chunk in stream``."""
 
     async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
-        fields: list[str] = []
+        decoder = self._decoder
         try:
-            async for line in self.response.aiter_lines():
-                if line:
-                    if line.startswith("data:"):
-                        fields.append(line)
-                elif fields:
-                    chunk = self._event(fields)
-                    if chunk is None:
-                        break
-                    fields.clear()
-                    yield chunk
-            else:
-                if fields and (chunk := self._event(fields)) is not None:
-                    yield chunk
+            async for piece in self.response.aiter_bytes():
+                for data in decoder.feed(piece):
+                    yield self._chunk(data)
+                if decoder.done:
+                    break
+            for data in decoder.finish():
+                yield self._chunk(data)
             self._check_complete()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failed(exc) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from aigw_middleware import (
     GatewayConfig,
     GatewayConnectionError,
 )
+from aigw_middleware._streaming import SSEDecoder
 from aigw_middleware.errors import MalformedResponseError
 
 BASE = "http://gw.test/v1"
@@ -29,12 +31,29 @@ HI = [{"role": "user", "content": "hi"}]
 def event(content: str | None = None, finish_reason: str | None = None, **more: Any) -> str:
     delta = {} if content is None else {"content": content}
     chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **more}
-    return json.dumps(chunk)
+    return json.dumps(chunk, ensure_ascii=False)
 
 
-def handler(body: bytes) -> httpx.MockTransport:
+class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that arrives in these pieces, to the sync and the async client alike."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+
+def handler(body: bytes | list[bytes]) -> httpx.MockTransport:
+    """A gateway that streams ``body``: as one piece, or as the pieces of a list."""
+
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        pieces = Pieces(body if isinstance(body, list) else [body])
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=pieces)
 
     return httpx.MockTransport(answer)
 
@@ -43,18 +62,18 @@ def config() -> GatewayConfig:
     return GatewayConfig.from_env({}, base_url=BASE, api_key="sk-test")
 
 
-def read_sync(body: bytes) -> list[ChatCompletionChunk]:
+def read_sync(body: bytes | list[bytes]) -> list[ChatCompletionChunk]:
     with GatewayClient(config(), transport=handler(body)) as client:
         return list(client.chat.completions.create(model="m", messages=HI, stream=True))
 
 
-async def read_async(body: bytes) -> list[ChatCompletionChunk]:
+async def read_async(body: bytes | list[bytes]) -> list[ChatCompletionChunk]:
     async with AsyncGatewayClient(config(), transport=handler(body)) as client:
         stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
         return [chunk async for chunk in stream]
 
 
-async def read_both(body: bytes) -> list[ChatCompletionChunk]:
+async def read_both(body: bytes | list[bytes]) -> list[ChatCompletionChunk]:
     """The chunks of ``body``, after checking that both streams read it alike."""
     chunks = read_sync(body)
     assert await read_async(body) == chunks
@@ -93,6 +112,50 @@ async def test_sse_fields_comments_multi_line_data_and_padding_are_read_as_the_s
     ).encode()
     chunks = await read_both(body)
     assert [c.delta for c in chunks] == ["one", "two", "three", "four"]
+
+
+async def test_lines_end_at_cr_lf_or_crlf_and_only_there() -> None:
+    # Line and paragraph separators and NEL are text inside the JSON, not line ends.
+    separators = "a\u2028b\u2029c\x85d"
+    body = (
+        f"data: {event('cr')}\r\r"
+        f"data: {event('crlf')}\r\n\r\n"
+        f"data: {event('lf')}\n\n"
+        f"data: {event(separators)}\n\n"
+        "data: [DONE]\r\n\r\n"
+    ).encode()
+    chunks = await read_both(body)
+    assert [c.delta for c in chunks] == ["cr", "crlf", "lf", separators]
+
+
+async def test_events_split_anywhere_across_network_pieces_read_the_same() -> None:
+    body = (
+        f"data: {event('héllo ✓')}\r\n\r\n"
+        f"data: {event('two')}\r\r"
+        f"data: {event('three', 'stop')}\n\n"
+    ).encode()
+    expected = ["héllo ✓", "two", "three"]
+    for cut in range(1, len(body)):  # every place, inside a CRLF and a UTF-8 character too
+        pieces = [body[:cut], body[cut:]]
+        assert [c.delta for c in read_sync(pieces)] == expected, cut
+    byte_by_byte = [body[i : i + 1] for i in range(len(body))]
+    assert [c.delta for c in await read_both(byte_by_byte)] == expected
+
+
+def test_the_decoder_keeps_a_line_across_pieces_and_stops_at_done() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: {") == []
+    assert decoder.feed(b'"a": 1') == []
+    assert decoder.feed(b"}\r") == []
+    assert decoder.feed(b"\n\r\n") == ['{"a": 1}']
+    assert decoder.feed(b"data: [DONE]\n\ndata: {}\n\n") == []
+    assert decoder.done
+    assert decoder.finish() == []
+
+
+async def test_invalid_utf8_in_an_event_is_replaced_not_fatal() -> None:
+    body = b'data: {"choices": [{"delta": {"content": "a\xff"}, "finish_reason": "stop"}]}\n\n'
+    assert [c.delta for c in await read_both(body)] == ["a\ufffd"]
 
 
 async def test_a_last_event_without_a_blank_line_after_it_still_counts() -> None:
@@ -158,8 +221,8 @@ def test_a_chunk_is_immutable_compares_by_its_event_and_can_be_built_from_one() 
     assert repr(chunk) == f"ChatCompletionChunk(raw={raw!r})"
     assert isinstance(chunk, ChatCompletionChunk)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        chunk.delta = "changed"  # type: ignore[misc]
+        chunk.delta = "changed"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        del chunk.raw  # type: ignore[misc]
+        del chunk.raw
     with pytest.raises(TypeError):
         hash(chunk)
