@@ -77,6 +77,9 @@ class AIGatewayMiddleware:
         self._error_responses_covered = False
         # True once a layer outside the framework's error handler reads the ID from the scope.
         self._scope_echo = False
+        # True when that layer is the only thing between it and this middleware: it then adds
+        # the ID to every HTTP response, and this middleware wraps no send of its own for HTTP.
+        self._outer_echoes = False
         self.policy = InboundPolicy.from_config(self.config)
         """The request-ID and tenant trust rules of :attr:`config`."""
         self._echo_name = self.config.request_id_header.lower().encode("latin-1")
@@ -87,6 +90,8 @@ class AIGatewayMiddleware:
         }
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        # Read first: the outer layer, once added, wraps the next requests, not this one.
+        outer_echoes = self._outer_echoes
         if not self._error_responses_covered:
             self._cover_error_responses(scope.get("app"))
         if scope["type"] not in _CORRELATED_SCOPES:
@@ -105,12 +110,13 @@ class AIGatewayMiddleware:
         if self._echo:
             if self._scope_echo:
                 scope[_SCOPE_KEY] = context.request_id
-            send = _echoing(
-                send,
-                self._echo_name,
-                context.request_id.encode("latin-1"),
-                scope if self._scope_echo else None,
-            )
+            if not (outer_echoes and scope["type"] == "http"):
+                send = _echoing(
+                    send,
+                    self._echo_name,
+                    context.request_id.encode("latin-1"),
+                    scope if self._scope_echo else None,
+                )
         token = _current.set(context)
         # With its own config, get_client() / get_async_client() use it inside its requests.
         clients_token = None if self._clients is None else _active_clients.set(self._clients)
@@ -148,7 +154,12 @@ class AIGatewayMiddleware:
             # The layer reads the chosen ID from the scope, this middleware's or another's.
             self._scope_echo = True
             if not isinstance(stack, _ErrorResponseEcho):
-                app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
+                stack = app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
+            # Directly inside the error middleware (first of the app's middleware), whose send
+            # only passes messages on: the outer layer's one send wrapper serves both.
+            self._outer_echoes = (
+                stack._name == self._echo_name and getattr(stack.app, "app", None) is self
+            )
 
 
 class _ErrorResponseEcho:
@@ -167,7 +178,8 @@ class _ErrorResponseEcho:
 
         def send_with_request_id(message: _Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                # Still there only when the response did not pass through the middleware.
+                # Still there when the response did not pass through the middleware, or when
+                # the middleware leaves the echo to this layer.
                 request_id = scope.get(_SCOPE_KEY)
                 if isinstance(request_id, str):
                     message = _with_header(message, name, request_id.encode("latin-1"))

@@ -487,3 +487,25 @@ async def test_a_streamed_body_wrapped_in_async_bound_iterator_cleans_up_bound_o
     await serve_to_a_client_that_leaves(app, "/endless", "req-gone")
 
     assert cleanup == ["req-gone"]
+
+
+async def test_after_the_first_request_every_response_still_carries_the_id_once(
+    gateway_config: GatewayConfig,
+) -> None:
+    app = starlette_app(config=gateway_config)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        responses = [
+            await client.get(route, headers={"X-AI-Request-Id": f"req-{n}"})
+            for n, route in enumerate(["/context", "/context", "/own-header", "/missing", "/fails"])
+        ]
+
+    assert [r.headers.get_list("x-ai-request-id") for r in responses] == [
+        ["req-0"],
+        ["req-1"],
+        ["set-by-the-app"],
+        ["req-3"],
+        ["req-4"],
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 500]
