@@ -70,7 +70,7 @@ class SSEDecoder:
         data = self._data
         for line in lines:
             if line:
-                if line.startswith(b"data:"):
+                if line[:5] == b"data:":
                     data.append(line[5:].lstrip(b" "))
             elif data:
                 event = data[0] if len(data) == 1 else b"\n".join(data)
@@ -78,7 +78,10 @@ class SSEDecoder:
                 if event.strip() == b"[DONE]":
                     self.done = True
                     break
-                events.append(event.decode("utf-8", "replace"))
+                try:
+                    events.append(event.decode())
+                except UnicodeDecodeError:
+                    events.append(event.decode("utf-8", "replace"))
         return events
 
     def finish(self) -> list[str]:
