@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -226,8 +227,8 @@ def start_call(
     api = _api()
     if api is None:
         return None
-    provider = api.trace.get_tracer_provider()
-    if isinstance(provider, api.no_providers):
+    provider = _tracer_provider(api)
+    if provider is None:
         return None
     operation = _operation(path)
     if sdk and operation in _OPENAI_INSTRUMENTED and _openai_instrumented():
@@ -258,6 +259,28 @@ def start_call(
     span = tracer.start_span(name, kind=api.trace.SpanKind.CLIENT, attributes=attributes)
     token = api.context.attach(api.trace.set_span_in_context(span))
     return CallSpan(span, token)
+
+
+def _tracer_provider(api: _Api) -> Any:
+    """The tracer provider an SDK set, or None while OpenTelemetry's own (which records
+    nothing) is the one.
+
+    ``get_tracer_provider()`` looks ``OTEL_PYTHON_TRACER_PROVIDER`` up in the environment on
+    every call until a provider is set (about 9,000 instructions): while none is set, the
+    variable is looked up once per process here, as OpenTelemetry reads it at start-up.
+    """
+    if api.trace.__dict__.get("_TRACER_PROVIDER", _UNKNOWN) is None and not _provider_in_env():
+        return None
+    provider = api.trace.get_tracer_provider()
+    return None if isinstance(provider, api.no_providers) else provider
+
+
+_UNKNOWN = object()
+
+
+@functools.cache
+def _provider_in_env() -> bool:
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _openai_instrumented() -> bool:

@@ -39,11 +39,11 @@ from ._httpx import (
 from ._shared import current_config
 from .config import GatewayConfig, _missing_base_url
 from .context import _safe_context, bind_context, current_context
-from .profiles import _get_profile
 from .transport import (
     _API_KEY_EXTENSION,
     AsyncCorrelationTransport,
     CorrelationTransport,
+    _profile_of,
     _resolve_api_key,
 )
 
@@ -307,10 +307,12 @@ def _for_gateway(config: GatewayConfig, options: Any) -> Any:
     body = options.json_data
     if not isinstance(body, dict):
         return options
+    profile = _profile_of(config)
+    if not config.model_prefix and not profile.body:
+        return options  # nothing to change
     changed = dict(body)
     if config.model_prefix and isinstance(body.get("model"), str):
         changed["model"] = config.prefixed_model(body["model"])
-    profile = _get_profile(config.header_profile, config.profile_options)
     context = current_context()
     if profile.body and context is not None and not _is_absolute(options.url):
         changed = profile.body_fields(changed, _safe_context(context))
