@@ -327,7 +327,14 @@ class InboundPolicy:
         if self._headers_only:
             # The common case, per request on every adapter: only headers decide.
             trace_id = _otel.current_trace_id() if self._traced else None
-            request_id = self.request_id(get_header, trace_id, keys)
+            request_id = get_header(keys.request_id[0])
+            # A valid ID in the first header (the common case) is taken here, in line.
+            if not (
+                type(request_id) is str
+                and len(request_id) <= _REQUEST_ID_MAX
+                and _request_id_match(request_id)
+            ):
+                request_id = self.request_id(get_header, trace_id, keys)
             # Most requests have no session header: check one only when it is there.
             session = get_header(keys.session)
             if session is not None:
