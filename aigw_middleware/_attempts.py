@@ -25,7 +25,7 @@ import anyio
 import httpx
 
 from . import _otel
-from ._httpx import attempt_timeout, deadline_bound, without_credentials
+from ._httpx import attempt_timeout, deadline_bound, deadline_var, without_credentials
 from ._results import gateway_request_id, provider_request_id
 from .config import GatewayConfig, _missing_base_url
 from .context import CorrelationContext, _new_request_id, current_context
@@ -291,10 +291,9 @@ def _targets(config: GatewayConfig) -> _Targets:
 
 
 class _DeadlineStream(httpx.SyncByteStream):
-    """A response body that ends with a timeout once the attempt's deadline passes: each
-    blocking read of the client's own transport waits at most until the deadline
-    (:func:`~aigw_middleware._httpx.deadline_bound`), and with any other transport the deadline
-    is checked as each piece arrives."""
+    """A body that ends with a timeout once the attempt's deadline passes: each blocking read of
+    the client's own transport waits at most until it (:data:`~aigw_middleware._httpx.deadline_var`),
+    and with any other transport the deadline is checked as each piece arrives."""
 
     def __init__(self, inner: httpx.SyncByteStream, call: Attempts, request: httpx.Request):
         self._inner = inner
@@ -302,14 +301,18 @@ class _DeadlineStream(httpx.SyncByteStream):
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self._inner)
+        chunks, call = iter(self._inner), self._call
+        bound = (call.deadline, call._passed)  # deadline_bound in line: cheaper for each read
         while True:
-            with self._call.bound():
+            token = deadline_var.set(bound)
+            try:
                 chunk = next(chunks, None)
+            finally:
+                deadline_var.reset(token)
             if chunk is None:
                 return
-            if self._call.remaining() <= 0:
-                raise self._call.exceeded(self._request)
+            if time.monotonic() >= bound[0]:
+                raise call.exceeded(self._request)
             yield chunk
 
     def close(self) -> None:

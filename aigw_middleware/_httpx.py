@@ -67,8 +67,9 @@ def _ssl_context(http: ModuleType) -> Any:
 
 #: The wall-clock deadline (``time.monotonic()``) of the attempt whose blocking I/O runs here,
 #: and what names it in the timeout it ends with (called only then).
-_deadline: contextvars.ContextVar[tuple[float, Callable[[], str]] | None] = contextvars.ContextVar(
-    "aigw_attempt_deadline", default=None
+#: Set it around one blocking step with ``set`` and ``reset`` (:func:`deadline_bound` does).
+deadline_var: contextvars.ContextVar[tuple[float, Callable[[], str]] | None] = (
+    contextvars.ContextVar("aigw_attempt_deadline", default=None)
 )
 
 
@@ -77,15 +78,15 @@ def deadline_bound(deadline: float, name: Callable[[], str]) -> Iterator[None]:
     """Every blocking read, write and connect of the sync clients in this block waits at most
     until ``deadline``, then fails with a timeout naming it: a gateway that drip-feeds its answer
     a byte at a time cannot keep an attempt alive past its deadline, headers included."""
-    token = _deadline.set((deadline, name))
+    token = deadline_var.set((deadline, name))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        deadline_var.reset(token)
 
 
 def _bounded(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
-    bound = _deadline.get()
+    bound = deadline_var.get()
     if bound is None:
         return timeout
     left = bound[0] - time.monotonic()
