@@ -16,7 +16,6 @@ import contextlib
 import functools
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -110,7 +109,7 @@ class Attempts:
         )
 
     def _checked_headers(self, spec: RequestSpec) -> httpx.Headers | dict[str, str]:
-        key = f"aigw-retry-{uuid.uuid4().hex}"
+        key = f"aigw-retry-{_new_request_id()}"
         if not spec.headers:  # nothing to check: no httpx.Headers to build
             return {} if spec.method.upper() in _IDEMPOTENT_METHODS else {IDEMPOTENCY_KEY: key}
         headers = httpx.Headers()

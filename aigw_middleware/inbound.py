@@ -52,13 +52,9 @@ _VALID: dict[str, Callable[[object], bool]] = {
 
 @dataclass(frozen=True, slots=True)
 class _HeaderKeys:
-    """The keys under which a header getter finds the headers a policy reads.
-
-    A policy keeps three sets: the configured names (for getters that ignore case, such as
-    Django's ``request.headers``), the lower-case names (ASGI), and the WSGI environ keys
-    (``HTTP_X_AI_REQUEST_ID``, as in Django's ``request.META``), so that each adapter looks a
-    header up without building a headers object for the whole request.
-    """
+    """The keys under which a header getter finds the headers a policy reads: configured names
+    (getters that ignore case), lower-case names (ASGI) or WSGI environ keys (Django's META), so
+    that no adapter builds a headers object for the whole request."""
 
     request_id: tuple[str, ...]
     session: str
@@ -327,13 +323,11 @@ class InboundPolicy:
         if self._headers_only:
             # The common case, per request on every adapter: only headers decide.
             trace_id = _otel.current_trace_id() if self._traced else None
-            request_id = get_header(keys.request_id[0])
+            first = get_header(keys.request_id[0])
             # A valid ID in the first header (the common case) is taken here, in line.
-            if not (
-                type(request_id) is str
-                and len(request_id) <= _REQUEST_ID_MAX
-                and _request_id_match(request_id)
-            ):
+            if type(first) is str and len(first) <= _REQUEST_ID_MAX and _request_id_match(first):
+                request_id = first
+            else:
                 request_id = self.request_id(get_header, trace_id, keys)
             # Most requests have no session header: check one only when it is there.
             session = get_header(keys.session)

@@ -161,3 +161,42 @@ def test_one_record_per_attempt_with_method_target_status_attempt_duration(
         assert item.aigw_target.endswith("/v1/models")  # type: ignore[attr-defined]
         assert item.aigw_duration_ms >= 0  # type: ignore[attr-defined]
         assert (item.request_id, item.tenant, item.team) == ("req-a", "acme", "ml")  # type: ignore[attr-defined]
+
+
+def test_an_attempt_record_names_its_source_and_goes_through_filters_as_any_record(
+    fake_gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The record is made without Logger.log's stack walk: it still names where it comes from,
+    and a logger filter and a disabled logger act on it as on any record."""
+    import aigw_middleware.log
+
+    logger = logging.getLogger("aigw_middleware")
+    dropped: list[str] = []
+
+    def drop(item: logging.LogRecord) -> bool:
+        dropped.append(item.getMessage())
+        return False
+
+    with (
+        caplog.at_level(logging.INFO, logger="aigw_middleware"),
+        GatewayClient(base_url=fake_gateway.base_url) as client,
+    ):
+        client.models.list()
+        (first,) = [r for r in caplog.records if r.name == "aigw_middleware"]
+        logger.addFilter(drop)
+        try:
+            client.models.list()
+        finally:
+            logger.removeFilter(drop)
+        logger.disabled = True
+        try:
+            client.models.list()
+        finally:
+            logger.disabled = False
+    assert (first.pathname, first.funcName) == (aigw_middleware.log.__file__, "_log_attempt")
+    assert first.module == "log"
+    assert first.lineno > 0
+    assert first.getMessage().startswith("aigw GET ")
+    assert len(dropped) == 1
+    assert dropped[0].startswith("aigw GET ")
+    assert len([r for r in caplog.records if r.name == "aigw_middleware"]) == 1
