@@ -183,8 +183,7 @@ class InboundPolicy:
             value = get_header(key)
             if value is None:
                 continue
-            # _is_valid_request_id in line: this runs on every request.
-            if type(value) is str and len(value) <= _REQUEST_ID_MAX and _request_id_match(value):
+            if _is_valid_request_id(value):
                 return value
             _logger.warning(
                 "aigw: ignored invalid incoming %s header %s; generated a new request ID",
@@ -324,7 +323,8 @@ class InboundPolicy:
             # The common case, per request on every adapter: only headers decide.
             trace_id = _otel.current_trace_id() if self._traced else None
             first = get_header(keys.request_id[0])
-            # A valid ID in the first header (the common case) is taken here, in line.
+            # A valid ID in the first header (the common case) is taken here, with
+            # _is_valid_request_id's rule in line; anything else goes through request_id().
             if type(first) is str and len(first) <= _REQUEST_ID_MAX and _request_id_match(first):
                 request_id = first
             else:
