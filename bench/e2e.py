@@ -4,7 +4,8 @@
 uvicorn, each calling an in-process FakeGateway, driven by a bounded load generator (a fixed
 number of requests from a few keep-alive connections, with a time limit). Variants: the server
 without the middleware calling the gateway with plain httpx (baseline), the shared client, a new
-client per request, and a new OpenAI SDK client per request.
+httpx client per request (through the correlation transport), a new ``GatewayClient`` per
+request, and a new OpenAI SDK client per request.
 
 ``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
 AsyncGatewayClient, the OpenAI SDK's AsyncOpenAI, our AsyncOpenAI, and plain httpx with its
@@ -31,7 +32,6 @@ from aigw_middleware.testing import FakeGateway
 from tests.e2e.servers import ServerProcess, free_port, gunicorn, uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
-TIME_LIMIT = 30.0
 
 SERVERS = {
     "django": {
@@ -58,6 +58,7 @@ WAYS = {
     "baseline": "plain",
     "shared": "shared",
     "per_request": "per_request",
+    "aigw_per_request": "aigw_per_request",
     "openai_per_request": "openai_per_request",
 }
 
@@ -93,13 +94,16 @@ def check(server: ServerProcess, path: str, way: str, gateway: FakeGateway) -> N
     assert sent, "the gateway did not receive the ID"
 
 
-def load(base_url: str, target: str, requests: int, concurrency: int) -> dict[str, Any]:
-    """``requests`` GETs of ``target`` from ``concurrency`` keep-alive connections."""
+def load(
+    base_url: str, target: str, requests: int, concurrency: int, seconds: float = 30.0
+) -> dict[str, Any]:
+    """``requests`` GETs of ``target`` from ``concurrency`` keep-alive connections, ending
+    after ``seconds`` with fewer when the server is slower."""
     host, port = base_url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    deadline = time.monotonic() + TIME_LIMIT
+    deadline = time.monotonic() + seconds
     remaining = [requests]
 
     def worker() -> None:
@@ -170,7 +174,11 @@ def run(settings: Any) -> dict[str, dict[str, Any]]:
                     target = f"{spec['path']}?client={WAYS[way]}"
                     load(server.base_url, target, 30, settings.e2e_concurrency)  # warm-up
                     results[key] = load(
-                        server.base_url, target, settings.e2e_requests, settings.e2e_concurrency
+                        server.base_url,
+                        target,
+                        settings.e2e_requests,
+                        settings.e2e_concurrency,
+                        settings.e2e_seconds,
                     )
                 except AssertionError as exc:
                     results[key] = {"us": None, "instr": None, "error": f"check failed: {exc}"}

@@ -205,7 +205,7 @@ def targets(results: Results) -> list[tuple[bool | None, str]]:
             found.append(
                 (
                     shared >= 1.5 * per_request,
-                    f"e2e {server}: shared client {shared / per_request:.2f}x the req/s of a client per request (target >= 1.5x)",
+                    f"e2e {server}: shared client {shared / per_request:.2f}x the req/s of a new httpx client per request (target >= 1.5x)",
                 )
             )
         p99, base_p99 = (

@@ -53,6 +53,9 @@ class Settings:
         self.long_stream = full
         self.e2e_requests = 2000 if full else 400 if quick else 40
         self.e2e_concurrency = 8
+        # Seconds per e2e variant at most: a slow variant (a new httpx client per request
+        # loads the CA bundle each time) ends with fewer requests instead of holding the run.
+        self.e2e_seconds = 30.0 if full else 8.0 if quick else 30.0
         self.burst = 1000 if mode != "smoke" else 100
         self.inbound_requests = 50_000 if full else 5_000 if quick else 300
         self.outbound_calls = 20_000 if full else 2_000 if quick else 200

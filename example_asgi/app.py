@@ -9,7 +9,9 @@ Endpoints (add ``&tenant=acme`` or ``&tenant=globex`` to pick a demo tenant):
 - ``GET /background?q=hello`` answers at once; a background task calls the gateway afterwards
 - ``WS /ws`` each text message is a question; each answer comes back as JSON
 - ``GET /bench?client=shared`` one call for the benchmarks (``bench/e2e.py``): ``shared``,
-  ``per_request``, ``openai_per_request`` or ``plain`` (httpx without correlation)
+  ``per_request`` (a new ``httpx.AsyncClient`` through ``AsyncCorrelationTransport``),
+  ``aigw_per_request`` (a new ``AsyncGatewayClient``), ``openai_per_request`` or ``plain``
+  (httpx without correlation)
 
 Every response carries ``X-AI-Request-Id``; send one (or ``X-Request-Id``) to choose it.
 """
@@ -40,6 +42,7 @@ from aigw_middleware.client import configure
 from aigw_middleware.log import CorrelationFilter
 from aigw_middleware.openai import AsyncOpenAI
 from aigw_middleware.testing import FakeGateway
+from aigw_middleware.transport import AsyncCorrelationTransport
 
 from .tenancy import resolve_tenant
 
@@ -206,6 +209,9 @@ async def chat_socket(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+BENCH_WAYS = ("shared", "per_request", "aigw_per_request", "openai_per_request", "plain")
+
+
 async def bench_answer(way: str) -> str:
     """One gateway call the way ``way`` says (see the module docstring)."""
     messages = question("Say hello")
@@ -214,6 +220,16 @@ async def bench_answer(way: str) -> str:
             await get_async_client().chat.completions.create(model=MODEL, messages=messages)
         ).content
     if way == "per_request":
+        transport = AsyncCorrelationTransport(httpx.AsyncHTTPTransport(), CONFIG)
+        async with httpx.AsyncClient(
+            base_url=f"{CONFIG.base_url}/", transport=transport, trust_env=False
+        ) as http:
+            response = await http.post(
+                "chat/completions", json={"model": MODEL, "messages": messages}
+            )
+            response.raise_for_status()
+            return str(response.json()["choices"][0]["message"]["content"])
+    if way == "aigw_per_request":
         async with AsyncGatewayClient(CONFIG) as client:
             return (await client.chat.completions.create(model=MODEL, messages=messages)).content
     if way == "openai_per_request":
@@ -229,9 +245,9 @@ async def bench_answer(way: str) -> str:
 
 @app.get("/bench")
 async def bench(client: str = "shared") -> JSONResponse:
-    if client not in ("shared", "per_request", "openai_per_request", "plain"):
+    if client not in BENCH_WAYS:
         return JSONResponse(
-            {"error": "client must be shared, per_request, openai_per_request or plain"},
+            {"error": f"client must be one of {', '.join(BENCH_WAYS)}"},
             status_code=400,
         )
     return JSONResponse({**correlation(), "answer": await bench_answer(client)})

@@ -144,3 +144,25 @@ def test_a_websocket_connection_gets_a_request_id_bound(
     assert answer["answer"] == "Hello from FakeGateway: hello socket"
     sent = gateway_request_for(fake_gateway, "e2e-ws")
     assert sent.headers["x-ai-tenant"] == "acme"
+
+
+def test_each_way_of_the_benchmark_endpoint_calls_the_gateway_as_it_says(
+    served_example: ServerProcess, fake_gateway: FakeGateway
+) -> None:
+    ways = ["shared", "per_request", "aigw_per_request", "openai_per_request", "plain"]
+    with httpx.Client(base_url=served_example.base_url, timeout=10) as http:
+        for way in ways:
+            request_id = f"e2e-bench-{way}"
+            response = http.get(f"/bench?client={way}", headers={"X-AI-Request-Id": request_id})
+
+            assert response.status_code == 200, way
+            assert response.json()["request_id"] == request_id
+            assert response.json()["answer"].startswith("Hello from FakeGateway"), way
+            sent = [
+                r for r in fake_gateway.requests if r.headers.get("x-ai-request-id") == request_id
+            ]
+            # The baseline's plain httpx client sends no correlation; every other way does.
+            assert len(sent) == (0 if way == "plain" else 1), way
+        refused = http.get("/bench?client=nope")
+    assert refused.status_code == 400
+    assert "per_request" in refused.json()["error"]

@@ -138,3 +138,23 @@ def test_invalid_incoming_id_is_replaced(
     gateway_request(gateway, request_id)
     shown = bad_id.decode("latin-1") if isinstance(bad_id, bytes) else bad_id
     assert f"ignored invalid incoming X-AI-Request-Id header {shown[:64]!r}" in server.output
+
+
+@pytest.mark.parametrize(
+    "way", ["shared", "per_request", "aigw_per_request", "openai_per_request", "plain"]
+)
+def test_each_way_of_the_benchmark_view_calls_the_gateway_as_it_says(
+    server: ServerProcess, gateway: FakeGateway, way: str
+) -> None:
+    request_id = f"e2e-bench-{way}-{free_port()}"
+
+    response = get(server, f"/bench/?client={way}", {"X-AI-Request-Id": request_id})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "request_id": request_id,
+        "answer": "Hello from FakeGateway: Say hello",
+    }
+    sent = [r for r in gateway.requests if r.headers.get("x-ai-request-id") == request_id]
+    # The baseline's plain httpx client sends no correlation; every other way does.
+    assert len(sent) == (0 if way == "plain" else 1)
