@@ -11,7 +11,7 @@ import contextvars
 import functools
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, KeysView
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import ModuleType
 from typing import Any
@@ -206,6 +206,62 @@ def keeping_no_cookies(client: Any) -> Any:
     ):
         client._cookies = _NoCookies(client._cookies.jar)
     return client
+
+
+_HeaderIndex = tuple[list[tuple[bytes, bytes, bytes]], str, dict[bytes, str], dict[str, None]]
+
+
+class IndexedHeaders(httpx.Headers):
+    """httpx's ``Headers`` whose look-ups by name read an index of the list, made again when the
+    list or the encoding has changed since: the same list, the same answers, the same errors.
+
+    httpx scans every header on each look-up, and after every answer its cookie read copies the
+    request's headers with ``dict(headers)``, a look-up per name: each header added to a request
+    costs a scan of all the others. The correlation transport gives the requests it adds headers
+    to this class (see :func:`indexed`), so that copy costs a check of the list per name.
+    """
+
+    _aigw_index: _HeaderIndex | None = None
+
+    def _index(self) -> _HeaderIndex | None:
+        entries = self._list
+        encoding = self._encoding or self.encoding
+        index = self._aigw_index
+        if index is not None and index[1] == encoding and index[0] == entries:
+            return index
+        values: dict[bytes, str] = {}
+        names: dict[str, None] = {}
+        try:
+            for _, key, value in entries:
+                text = value.decode(encoding)
+                names[key.decode(encoding)] = None
+                values[key] = f"{values[key]}, {text}" if key in values else text
+        except Exception:  # what httpx makes of such a list is its own business
+            return None
+        index = self._aigw_index = (list(entries), encoding, values, names)
+        return index
+
+    def __getitem__(self, key: str) -> str:
+        index = self._index()
+        if index is None:
+            return super().__getitem__(key)
+        value = index[2].get(key.lower().encode(index[1]))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def keys(self) -> KeysView[str]:
+        index = self._index()
+        return super().keys() if index is None else dict(index[3]).keys()
+
+
+IndexedHeaders.__name__ = IndexedHeaders.__qualname__ = "Headers"  # as httpx's repr shows it
+
+
+def indexed(headers: httpx.Headers) -> None:
+    """Make ``headers``, if httpx's own ``Headers``, an :class:`IndexedHeaders` (same object)."""
+    if type(headers) is httpx.Headers:
+        headers.__class__ = IndexedHeaders
 
 
 def proxy_for(config: GatewayConfig) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from . import _otel
+from ._httpx import IndexedHeaders, indexed
 from .config import ApiKeyResolver, GatewayConfig
 from .context import (
     CorrelationContext,
@@ -169,6 +170,7 @@ class _HeaderInjector:
             added = tuple(entry for entry in added if entry[1] not in present)
             keys = keys.difference(present)
         _append(headers, entries, added)
+        indexed(headers)
         if self.config.api_key_resolver is not None:
             if _API_KEY_EXTENSION in extensions:
                 api_key = extensions[_API_KEY_EXTENSION]
@@ -211,7 +213,7 @@ class _HeaderInjector:
 _Entries = tuple[tuple[bytes, bytes, bytes], ...]
 #: The modules of the header classes known to keep a list of such entries in ``_list``.
 _LISTED_HEADERS = frozenset({"httpx", "httpx._models", "httpx2", "httpx2._models"})
-_listed: dict[type, bool] = {}
+_listed: dict[type, bool] = {IndexedHeaders: True}
 
 
 def _key(name: str) -> bytes:

@@ -375,7 +375,9 @@ def test_any_headers_class_gets_the_same_rule(headers_class: type[httpx.Headers]
             )
             transport.handle_request(request)
     to_gateway, elsewhere = sent
-    assert type(to_gateway.headers) is headers_class
+    # httpx's own class becomes its indexed twin (tests/test_indexed_headers.py); others stay.
+    assert isinstance(to_gateway.headers, headers_class)
+    assert type(to_gateway.headers) is headers_class or headers_class is httpx.Headers
     assert x_ai(to_gateway.headers) == {
         "x-ai-request-id": "req-1",
         "x-ai-tenant": "explicit",
