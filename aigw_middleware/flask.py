@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
+from contextvars import copy_context
 from dataclasses import dataclass
+from functools import partial
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 try:
-    from flask import Flask, current_app, has_app_context, request
+    from flask import Flask, Response, current_app, has_app_context, request
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "aigw_middleware.flask needs Flask: pip install 'aigw-middleware[flask]'"
@@ -29,7 +32,7 @@ from .config import _SETTINGS, GatewayConfig, TenantResolver
 from .context import CorrelationContext, _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
-from .wsgi import _direct_peer, _echoing, _serve
+from .wsgi import _INERT_BODIES, _bound_body, _direct_peer, _echo_names, _start_echoing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -120,7 +123,7 @@ class AIGateway:
         weakref.finalize(app, state.clients.close)
         # Wrapping wsgi_app (not a before_request hook) binds the context before Flask runs any
         # hook, so aborts from hooks registered earlier are handled with the context bound.
-        app.wsgi_app = _CorrelationMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
+        app.wsgi_app = _correlated(app.wsgi_app, state)  # type: ignore[method-assign,assignment]
         if state.policy.resolver is not None:
             app.before_request_funcs.setdefault(None, []).insert(0, _resolve_tenant)
         # get_client() / get_async_client() use the app's clients inside its app contexts, found
@@ -184,41 +187,94 @@ def _app_state(app: Flask) -> _AIGatewayState:
     return state
 
 
-class _CorrelationMiddleware:
-    """WSGI middleware around ``app.wsgi_app``: bind, echo the request ID, bind the body.
+def _correlated(wsgi_app: WSGIApplication, state: _AIGatewayState) -> WSGIApplication:
+    """``app.wsgi_app`` wrapped: bind the request's context, echo its ID, bind a streamed body.
 
     Flask's whole dispatch (its request and app contexts, every hook, error handler and
-    teardown function) and then the body run in a Context of the request's own, with its
-    correlation context bound; the app's clients are made active there for the body, which
-    the server iterates after Flask has torn its contexts down.
+    teardown function) runs in a Context of the request's own, with its correlation context
+    bound. A body that runs code of the app's after Flask has torn its contexts down (a
+    generator, ``call_on_close`` functions) runs its steps and ``close()`` in that Context too,
+    with the app's clients active. A plain function, not an object with ``__call__``: the
+    server calls it once per request.
     """
+    policy, keys, clients = state.policy, state.policy.environ_keys, state.clients
+    resolved, trusted = policy.resolver is not None, bool(policy.trusted_networks)
+    echo = state.config.echo_request_id
+    name, lowered = _echo_names(state.config.request_id_header)
 
-    def __init__(self, wsgi_app: WSGIApplication, state: _AIGatewayState) -> None:
-        self.wsgi_app = wsgi_app
-        self._state = state
-        # Read once here, not per request.
-        self._policy = state.policy
-        self._keys = state.policy.environ_keys
-        self._echo = state.config.request_id_header if state.config.echo_request_id else None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        policy, keys = self._policy, self._keys
-        if policy.resolver is None:
-            peer = _direct_peer(environ) if policy.trusted_networks else None
-            context = policy.context_for(environ.get, peer, None, keys)
-        else:
+    def correlated_wsgi_app(
+        environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if resolved:
             # Tenant, team and user are decided once, by _resolve_tenant, which has Flask's
-            # request.
+            # request and finds this context in the environ.
             context = CorrelationContext(
                 policy.request_id(environ.get, None, keys),
                 session=policy.session(environ.get, keys),
             )
-        environ[_ENVIRON_KEY] = context
-        if self._echo is not None:
-            start_response = _echoing(start_response, self._echo, context.request_id)
+            environ[_ENVIRON_KEY] = context
+        else:
+            context = policy.context_for(
+                environ.get, _direct_peer(environ) if trusted else None, None, keys
+            )
+        if echo:
+            start_response = partial(
+                _start_echoing, start_response, name, lowered, context.request_id
+            )
+        run = copy_context().run
+        run(_current.set, context)
         # During the request get_client() finds the app's clients through its app context
         # (_current_app_clients); the body runs outside it, with them active.
-        return _serve(self.wsgi_app, environ, start_response, context, None, self._state.clients)
+        body = run(wsgi_app, environ, start_response)
+        if _runs_no_app_code(body):
+            return body
+        return _bound_body(body, run, environ, clients)
+
+    return correlated_wsgi_app
+
+
+def _werkzeug_body_shape() -> tuple[type | None, object]:
+    """``(ClosingIterator, the code of Werkzeug's encoding generator)`` when the body of a plain
+    ``flask.Response`` is built as :func:`_runs_no_app_code` expects (checked once here), else
+    ``(None, None)``: every body of Flask's is then bound."""
+    response = Response(["probe"])
+    body = response.get_app_iter({"REQUEST_METHOD": "GET"})
+    callbacks = getattr(body, "_callbacks", None)
+    if not (isinstance(callbacks, list) and len(callbacks) == 2):
+        return None, None
+    encoder, close = callbacks
+    generator = getattr(encoder, "__self__", None)
+    if getattr(close, "__self__", None) is not response or not isinstance(generator, GeneratorType):
+        return None, None
+    return type(body), generator.gi_code
+
+
+_CLOSING_ITERATOR, _ENCODER_CODE = _werkzeug_body_shape()
+
+
+def _runs_no_app_code(body: Iterable[bytes]) -> bool:
+    """True when iterating and closing ``body`` runs Werkzeug's code only: the body of a plain
+    ``flask.Response`` (not a subclass) whose content is a list or tuple and that has no
+    ``call_on_close`` function, or a list or tuple. Such a body needs no Context around it."""
+    if type(body) is not _CLOSING_ITERATOR:
+        return type(body) in _INERT_BODIES
+    callbacks = body._callbacks  # type: ignore[attr-defined]
+    try:
+        # [the encoding generator's close, response.close], or [response.close] (HEAD).
+        if len(callbacks) == 2:
+            if callbacks[0].__self__.gi_code is not _ENCODER_CODE:
+                return False
+        elif len(callbacks) != 1:
+            return False
+        # Any method of a plain Response is Werkzeug's or Flask's code.
+        response = callbacks[-1].__self__
+        return (
+            type(response) is Response
+            and type(response.response) in _INERT_BODIES
+            and not response._on_close
+        )
+    except AttributeError:  # a callback of another kind
+        return False
 
 
 def _resolve_tenant() -> None:
@@ -238,7 +294,7 @@ def _resolve_tenant() -> None:
     values = attribution(environ.get, _direct_peer(environ), request, policy.environ_keys)
     context = CorrelationContext(context.request_id, **values)
     environ[_ENVIRON_KEY] = context
-    # No token kept: the request runs in a Context of its own (see _serve), where this stays
+    # No token kept: the request runs in a Context of its own (see _correlated), where this stays
     # bound for the rest of the request and its body.
     _current.set(context)
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextvars
 import weakref
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._shared import SharedClients
 from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import CorrelationContext, _current
+from .context import _current
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class AIGatewayMiddleware:
         """The config: the ``AIGW_*`` environment, or ``config``, with the overrides."""
         self.policy = InboundPolicy.from_config(self.config)
         """The request-ID and tenant trust rules of :attr:`config`."""
+        self._echo = _echo_names(self.config.request_id_header)
         self._clients = None if config is None and not overrides else SharedClients(self.config)
         if self._clients is not None:
             # A middleware made per test would otherwise leave the sync client's sockets open.
@@ -69,11 +71,19 @@ class AIGatewayMiddleware:
             environ.get, _direct_peer(environ), environ, self.policy.environ_keys
         )
         if self.config.echo_request_id:
-            start_response = _echoing(
-                start_response, self.config.request_id_header, context.request_id
+            start_response = partial(
+                _start_echoing, start_response, *self._echo, context.request_id
             )
-        # With its own config, get_client() / get_async_client() use it inside its requests.
-        return _serve(self.app, environ, start_response, context, self._clients, self._clients)
+        # The request runs in a Context of its own (see _bound_body).
+        run = contextvars.copy_context().run
+        run(_current.set, context)
+        if self._clients is not None:
+            # With its own config, get_client() / get_async_client() use it inside its requests.
+            run(_active_clients.set, self._clients)
+        body = run(self.app, environ, start_response)
+        if type(body) in _INERT_BODIES:
+            return body
+        return _bound_body(body, run, environ, None)
 
 
 def _direct_peer(environ: WSGIEnvironment) -> str | None:
@@ -86,63 +96,57 @@ def _direct_peer(environ: WSGIEnvironment) -> str | None:
     return str(peer) if peer else None
 
 
-def _echoing(start_response: StartResponse, name: str, value: str) -> StartResponse:
-    """``start_response`` with header ``name`` set to ``value``, replacing the app's own."""
-    lowered, size = name.lower(), len(name)
-
-    def start(
-        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-    ) -> Callable[[bytes], object]:
-        for key, _ in headers:
-            # Names of another length cannot match: most are skipped without lower-casing them.
-            if len(key) == size and key.lower() == lowered:
-                headers = [(key, val) for key, val in headers if key.lower() != lowered]
-                break
-        return start_response(status, [*headers, (name, value)], exc_info)
-
-    return start
+#: Bodies whose iteration runs no code of the app's and that have no ``close()``: they need no
+#: Context around them (exact types: a subclass may define both).
+_INERT_BODIES = (list, tuple)
 
 
-def _serve(
-    app: WSGIApplication,
-    environ: WSGIEnvironment,
+def _echo_names(name: str) -> tuple[str, str]:
+    """The echoed header's name as sent and in lower case, for :func:`_start_echoing`."""
+    return name, name.lower()
+
+
+def _start_echoing(
     start_response: StartResponse,
-    context: CorrelationContext,
-    clients: SharedClients | None,
-    body_clients: SharedClients | None,
-) -> Iterable[bytes]:
-    """Call ``app`` and iterate its body in a :class:`contextvars.Context` of the request's own.
+    name: str,
+    lowered: str,
+    value: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: OptExcInfo | None = None,
+    /,
+) -> Callable[[bytes], object]:
+    """``start_response`` (bound to its first four arguments with ``functools.partial``) with
+    header ``name`` set to ``value``, replacing the app's own."""
+    size = len(name)
+    for key, _ in headers:
+        # Names of another length cannot match: most are skipped without lower-casing them.
+        if len(key) == size and key.lower() == lowered:
+            headers = [(key, val) for key, val in headers if key.lower() != lowered]
+            break
+    return start_response(status, [*headers, (name, value)], exc_info)
 
-    The Context is a copy of the server's, with ``context`` bound (and ``clients`` active, when
-    given) for the call, and ``body_clients`` active for the body. Whatever the app binds stays
-    in that Context, so nothing leaks into the server's thread, and the body's steps and its
-    ``close()`` see what the app saw: entering a Context costs far less than binding and
-    resetting context variables around each step.
+
+def _bound_body(
+    body: Iterable[bytes],
+    run: Callable[..., Any],
+    environ: WSGIEnvironment,
+    clients: SharedClients | None,
+) -> Iterable[bytes]:
+    """``body`` with its steps and ``close()`` run in the request's Context.
+
+    ``run`` enters that Context: a copy of the server's, made per request, in which the app ran
+    with the request's context bound. Whatever the app binds stays there, so nothing leaks into
+    the server's thread, and the body's steps and its ``close()`` see what the app saw: entering
+    a Context costs far less than binding and resetting context variables around each step.
+    ``clients`` are made active there for the body when given.
     """
-    run = contextvars.copy_context().run
-    body = run(_call, app, environ, start_response, context, clients, body_clients)
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
         return body  # left as it is so the server can use sendfile; no app code runs there
-    return _ContextBody(body, run)
-
-
-def _call(
-    app: WSGIApplication,
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    context: CorrelationContext,
-    clients: SharedClients | None,
-    body_clients: SharedClients | None,
-) -> Iterable[bytes]:
-    """The app's call, inside the request's Context (no reset: the Context is the request's)."""
-    _current.set(context)
     if clients is not None:
-        _active_clients.set(clients)
-    body = app(environ, start_response)
-    if body_clients is not clients:
-        _active_clients.set(body_clients)
-    return body
+        run(_active_clients.set, clients)
+    return _ContextBody(body, run)
 
 
 class _ContextBody:

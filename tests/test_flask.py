@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, abort, jsonify, request, stream_with_context
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import ClosingIterator
 
 from aigw_middleware import ConfigurationError, current_context, get_async_client, get_client
 from aigw_middleware.context import CorrelationContext, wrap
@@ -350,6 +351,93 @@ def test_a_client_that_disconnects_mid_stream_closes_the_body_with_the_context_b
     response.close()
 
     assert closed_with == [CorrelationContext("gone-1")]
+    assert current_context() is None
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_call_on_close_functions_run_with_the_context_bound(
+    fake_gateway: FakeGateway, method: str
+) -> None:
+    app = make_app(fake_gateway)
+    AIGateway(app)
+    closed_with: list[CorrelationContext | None] = []
+
+    @app.route("/closing", methods=["GET", "HEAD"])
+    def closing() -> Response:
+        response = Response("ok")
+        response.call_on_close(lambda: closed_with.append(current_context()))
+        return response
+
+    response = app.test_client().open(
+        "/closing", method=method, headers={"X-AI-Request-Id": "close-1"}
+    )
+    response.close()
+
+    assert closed_with == [CorrelationContext("close-1")]
+    assert current_context() is None
+
+
+def test_a_response_class_of_the_apps_own_closes_with_the_context_bound(
+    fake_gateway: FakeGateway,
+) -> None:
+    closed_with: list[CorrelationContext | None] = []
+
+    class AuditedResponse(Response):
+        def close(self) -> None:
+            closed_with.append(current_context())
+            super().close()
+
+    app = make_app(fake_gateway)
+    app.response_class = AuditedResponse
+    AIGateway(app)
+
+    environ = _environ("/seen", {"HTTP_X_AI_REQUEST_ID": "own-class-1"})
+    body = app(environ, lambda status, headers, exc_info=None: lambda data: None)
+    assert b"".join(body) == b'{"request_id":"own-class-1","team":null,"tenant":null}\n'
+    body.close()  # type: ignore[attr-defined]
+
+    assert closed_with == [CorrelationContext("own-class-1")]
+    assert current_context() is None
+
+
+def test_a_body_made_by_a_wsgi_layer_inside_the_extension_runs_with_the_context_bound(
+    fake_gateway: FakeGateway,
+) -> None:
+    # A layer between the extension and Flask that streams its own body and closes a plain
+    # response of Flask's with it.
+    app = make_app(fake_gateway)
+    flask_wsgi_app = app.wsgi_app
+
+    def layer(environ: dict[str, Any], start_response: Any) -> Any:
+        flask_wsgi_app(environ, start_response)
+        header = Response(["unused"])
+
+        def body() -> Iterator[bytes]:
+            yield seen()["request_id"].encode()
+
+        return ClosingIterator(body(), header.close)
+
+    app.wsgi_app = layer  # type: ignore[method-assign]
+    AIGateway(app)
+
+    response = app.test_client().get("/seen", headers={"X-AI-Request-Id": "layer-1"})
+
+    assert response.get_data() == b"layer-1"
+
+
+def test_a_plain_response_body_goes_to_the_server_as_flask_made_it(
+    fake_gateway: FakeGateway,
+) -> None:
+    app = make_app(fake_gateway)
+    AIGateway(app)
+
+    environ = _environ("/seen", {"HTTP_X_AI_REQUEST_ID": "plain-1"})
+    body = app(environ, lambda status, headers, exc_info=None: lambda data: None)
+
+    # Iterating and closing it runs Werkzeug's code only: nothing to bind around it.
+    assert type(body) is ClosingIterator
+    assert b"".join(body) == b'{"request_id":"plain-1","team":null,"tenant":null}\n'
+    body.close()
     assert current_context() is None
 
 

@@ -460,6 +460,45 @@ def test_what_the_app_binds_is_seen_by_its_body_and_never_by_the_server(
     assert current_context() is None
 
 
+def test_a_list_body_goes_to_the_server_as_the_app_made_it(gateway_config: GatewayConfig) -> None:
+    made: list[bytes] = []
+
+    def listing(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        made.append(seen())
+        return made
+
+    app = AIGatewayMiddleware(listing, gateway_config)
+    body = app(environ_for(headers={"X-AI-Request-Id": "list-1"}), lambda *args: lambda data: None)
+
+    # Iterating a list runs no code of the app's and it has no close(): nothing to bind there.
+    assert body is made
+    assert made == [b"list-1 None None None"]
+    assert current_context() is None
+
+
+def test_a_body_of_a_list_subclass_is_closed_with_the_context_bound(
+    gateway_config: GatewayConfig,
+) -> None:
+    closed_with: list[CorrelationContext | None] = []
+
+    class ClosingList(list[bytes]):
+        def close(self) -> None:
+            closed_with.append(current_context())
+
+    def app_with_cleanup(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return ClosingList([b"done"])
+
+    answer = call(
+        AIGatewayMiddleware(app_with_cleanup, gateway_config), headers={"X-AI-Request-Id": "sub-1"}
+    )
+
+    assert answer.body == b"done"
+    assert closed_with == [CorrelationContext("sub-1")]
+    assert current_context() is None
+
+
 def test_a_server_file_wrapper_is_passed_through_for_sendfile(
     gateway_config: GatewayConfig, tmp_path: Any
 ) -> None:
