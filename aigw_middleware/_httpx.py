@@ -242,9 +242,11 @@ class IndexedHeaders(httpx.Headers):
         return index
 
     def __getitem__(self, key: str) -> str:
-        index = self._index()
-        if index is None:
-            return super().__getitem__(key)
+        index = self._aigw_index  # checked here as in _index: one call less per look-up
+        if index is None or index[1] != (self._encoding or self.encoding) or index[0] != self._list:
+            index = self._index()
+            if index is None:
+                return super().__getitem__(key)
         value = index[2].get(key.lower().encode(index[1]))
         if value is None:
             raise KeyError(key)
