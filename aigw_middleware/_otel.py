@@ -98,6 +98,13 @@ def current_ids() -> tuple[str, str] | None:
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 
+def context_getter() -> Any:
+    """OpenTelemetry's current-context getter (an empty context, as without an SDK, is falsy),
+    or None when OpenTelemetry is not installed."""
+    api = _api()
+    return None if api is None else api.current_context
+
+
 def current_trace_id() -> str | None:
     """The active trace's ID in hex, or None."""
     api = _api()

@@ -20,7 +20,7 @@ from typing import Any
 from ._shared import SharedClients
 from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import _current
+from .context import CorrelationContext, _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
@@ -32,7 +32,6 @@ _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
-_CORRELATED_SCOPES = frozenset({"http", "websocket"})
 # The messages that carry response headers: an HTTP response, a websocket handshake's 101.
 _RESPONSE_STARTS = frozenset({"http.response.start", "websocket.accept"})
 # The request ID in the scope, for the layer that adds it outside a framework's error handler.
@@ -88,44 +87,86 @@ class AIGatewayMiddleware:
         self._wanted = {
             key.encode("latin-1"): key for key in self.policy.wanted(self.policy.lowercase_keys)
         }
+        keys = self.policy.lowercase_keys
+        # For a headers-only policy: the first request-ID header's name, the session's, and
+        # all the names it reads (the one pass of __call__).
+        self._raw = (
+            (keys.request_id[0].encode("latin-1"), keys.session.encode("latin-1"), self._wanted)
+            if self.policy._headers_only
+            else None
+        )
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         # Read first: the outer layer, once added, wraps the next requests, not this one.
         outer_echoes = self._outer_echoes
         if not self._error_responses_covered:
             self._cover_error_responses(scope.get("app"))
-        if scope["type"] not in _CORRELATED_SCOPES:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
-            if scope["type"] == "lifespan":
+            if kind == "lifespan":
                 self.close()
             return
+        context = echoed = None
+        headers = scope.get("headers")
+        if self._raw is not None and type(headers) is list:
+            # Headers only decide, and the request's header names are lower case, each once:
+            # the raw ID and session in one pass; anything else takes the general path below.
+            first_name, session_name, wanted = self._raw
+            first = session = None
+            try:
+                for key, value in headers:
+                    if key in wanted:  # a bytearray raises TypeError: unhashable
+                        if key == first_name and first is None:
+                            first = value
+                        elif key == session_name and session is None:
+                            session = value
+                        else:
+                            break  # repeated, or another request-ID header
+                    elif not key.islower() and key.lower() in wanted:
+                        break
+                else:
+                    context = self.policy._raw_context(first, session)
+                    echoed = first if type(first) is bytes and context is not None else None
+            except TypeError:
+                pass
+        if context is None:
+            context = await self._context(scope)
+        if self._echo:
+            request_id = context.request_id
+            if self._scope_echo:
+                scope[_SCOPE_KEY] = request_id
+            if kind == "websocket" or not outer_echoes:
+                send = _echoing(
+                    send,
+                    (self._echo_name, echoed or request_id.encode("latin-1")),
+                    scope if self._scope_echo else None,
+                )
+        token = _current.set(context)
+        clients = self._clients
+        if clients is None:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _current.reset(token)
+            return
+        # With its own config, get_client() / get_async_client() use it inside its requests.
+        clients_token = _active_clients.set(clients)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _active_clients.reset(clients_token)
+            _current.reset(token)
+
+    async def _context(self, scope: _Scope) -> CorrelationContext:
+        """The request's context by the policy's general rules."""
         policy = self.policy
         get_header = _wanted_headers(scope, self._wanted).get
         peer = _peer(scope) if policy.trusted_networks else None
         if policy.resolver_is_async:
             # Awaited here, on the event loop: no thread hop.
-            context = await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
-        else:
-            context = policy.context_for(get_header, peer, scope, policy.lowercase_keys)
-        if self._echo:
-            if self._scope_echo:
-                scope[_SCOPE_KEY] = context.request_id
-            if not (outer_echoes and scope["type"] == "http"):
-                send = _echoing(
-                    send,
-                    self._echo_name,
-                    context.request_id.encode("latin-1"),
-                    scope if self._scope_echo else None,
-                )
-        token = _current.set(context)
-        # With its own config, get_client() / get_async_client() use it inside its requests.
-        clients_token = None if self._clients is None else _active_clients.set(self._clients)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if clients_token is not None:
-                _active_clients.reset(clients_token)
-            _current.reset(token)
+            return await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
+        return policy.context_for(get_header, peer, scope, policy.lowercase_keys)
 
     def close(self) -> None:
         """Close the shared sync client made for this middleware's own config, if any.
@@ -182,20 +223,21 @@ class _ErrorResponseEcho:
                 # the middleware leaves the echo to this layer.
                 request_id = scope.get(_SCOPE_KEY)
                 if isinstance(request_id, str):
-                    message = _with_header(message, name, request_id.encode("latin-1"))
+                    message = _with_header(message, (name, request_id.encode("latin-1")))
             return send(message)
 
         return self.app(scope, receive, send_with_request_id)
 
 
-def _echoing(send: _Send, name: bytes, value: bytes, scope: _Scope | None) -> _Send:
-    """``send`` that adds the request ID to the response start (or websocket accept); and
-    takes the ID out of ``scope``, if given, for the layer outside the error handler."""
+def _echoing(send: _Send, header: tuple[bytes, bytes], scope: _Scope | None) -> _Send:
+    """``send`` that adds ``header`` (the request ID's) to the response start (or websocket
+    accept); and takes the ID out of ``scope``, if given, for the layer outside the error
+    handler."""
 
     # Not a coroutine function: it hands back send's awaitable, one coroutine fewer per message.
     def send_with_request_id(message: _Message) -> Awaitable[None]:
         if message["type"] in _RESPONSE_STARTS:
-            message = _with_header(message, name, value)
+            message = _with_header(message, header)
             if scope is not None:
                 # The response has its ID: the outer layer has nothing to add.
                 scope.pop(_SCOPE_KEY, None)
@@ -204,14 +246,15 @@ def _echoing(send: _Send, name: bytes, value: bytes, scope: _Scope | None) -> _S
     return send_with_request_id
 
 
-def _with_header(message: _Message, name: bytes, value: bytes) -> _Message:
-    """``message`` with the header ``name: value`` added, unless it has that header already."""
+def _with_header(message: _Message, header: tuple[bytes, bytes]) -> _Message:
+    """``message`` with ``header`` (name, value) added, unless it has that header already."""
     headers = message.get("headers") or ()
+    name = header[0]
     size = len(name)
     for key, _ in headers:
         if len(key) == size and bytes(key).lower() == name:
             return message
-    return {**message, "headers": [*headers, (name, value)]}
+    return {**message, "headers": [*headers, header]}
 
 
 def _peer(scope: _Scope) -> str | None:

@@ -9,19 +9,18 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _otel
+from ._resolver import _PLAIN_RESULTS, _checked, _merge, _resolved
 from .config import GatewayConfig, TenantResolver
 from .context import (
     _REQUEST_ID_MAX,
     _REQUEST_ID_RE,
     CorrelationContext,
-    _is_valid_label,
     _is_valid_request_id,
-    _is_valid_user,
     _new_request_id,
     _unchecked_context,
 )
@@ -36,18 +35,7 @@ HeaderGetter = Callable[[str], "str | None"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _request_id_match = _REQUEST_ID_RE.fullmatch
-
-#: Resolver results that are never awaitable: the documented shapes, checked first (cheap).
-_PLAIN_RESULTS = (tuple, list, dict, type(None))
-#: The keys a tenant resolver's mapping may have.
-_RESOLVER_KEYS = ("tenant", "team", "user", "session")
-#: Each attributed field's rule, as the inbound side applies it.
-_VALID: dict[str, Callable[[object], bool]] = {
-    "tenant": _is_valid_label,
-    "team": _is_valid_label,
-    "user": _is_valid_user,
-    "session": _is_valid_request_id,
-}
+_HYPHEN = ord("-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +105,8 @@ class InboundPolicy:
     """The same headers by WSGI environ key, for getters over a WSGI environ or Django's META."""
     # The request-ID headers by key, for the warning that names an invalid one.
     _names: dict[str, str] = field(init=False, repr=False, compare=False)
-    # False when OpenTelemetry is not installed, so there is never a trace to record.
-    _traced: bool = field(init=False, repr=False, compare=False)
+    # OpenTelemetry's current-context getter; None when it is not installed (never a trace).
+    _otel_context: Callable[[], object] | None = field(init=False, repr=False, compare=False)
     # No resolver and no trusted peer: only the request-ID and session headers decide.
     _headers_only: bool = field(init=False, repr=False, compare=False)
 
@@ -140,7 +128,7 @@ class InboundPolicy:
             ("lowercase_keys", lowercase),
             ("environ_keys", environ),
             ("_names", names),
-            ("_traced", _otel._api() is not None),
+            ("_otel_context", _otel.context_getter()),
             ("_headers_only", self.resolver is None and not self.trusted_networks),
         ):
             object.__setattr__(self, name, value)
@@ -190,6 +178,10 @@ class InboundPolicy:
                 self._names[key],
                 _escape_for_log(value),
             )
+        return self._fallback_id(trace_id)
+
+    def _fallback_id(self, trace_id: str | None) -> str:
+        """Without a valid incoming ID: the trace's with the ``trace`` source, else a fresh one."""
         if trace_id is not None and self.request_id_source == "trace":
             return trace_id
         return _new_request_id()
@@ -321,7 +313,7 @@ class InboundPolicy:
         keys = keys or self.header_keys
         if self._headers_only:
             # The common case, per request on every adapter: only headers decide.
-            trace_id = _otel.current_trace_id() if self._traced else None
+            trace_id = self._trace_id()
             first = get_header(keys.request_id[0])
             # A valid ID in the first header (the common case) is taken here, with
             # _is_valid_request_id's rule in line; anything else goes through request_id().
@@ -335,6 +327,41 @@ class InboundPolicy:
                 session = self.session(get_header, keys)
             return _unchecked_context(request_id, None, None, None, session, trace_id)
         return self._context(get_header, keys, self.attribution(get_header, peer, request, keys))
+
+    def _raw_context(
+        self, request_id: bytes | None, session: bytes | None
+    ) -> CorrelationContext | None:
+        """:meth:`context_for` of a headers-only policy, from the raw (latin-1) values of the
+        first request-ID header and the session header when no other request-ID header came.
+
+        Takes a value of the commonest valid shape (letters and digits, hyphens inside: UUIDs,
+        hex), checked without the regular expression; None when the full rules must decide.
+        """
+        trace_id = self._trace_id()
+        if request_id is None:
+            text = self._fallback_id(trace_id)
+        elif (
+            len(request_id) <= _REQUEST_ID_MAX
+            and request_id.replace(b"-", b"").isalnum()  # ASCII only, for bytes
+            and request_id[0] != _HYPHEN
+        ):
+            text = request_id.decode("latin-1")
+        else:
+            return None
+        if session is None:
+            return _unchecked_context(text, None, None, None, None, trace_id)
+        if len(session) <= _REQUEST_ID_MAX and _request_id_match(
+            value := session.decode("latin-1")
+        ):
+            return _unchecked_context(text, None, None, None, value, trace_id)
+        return None
+
+    def _trace_id(self) -> str | None:
+        otel_context = self._otel_context
+        # An empty OpenTelemetry context (always, without an SDK) holds no trace: no call.
+        if otel_context is None or not otel_context():
+            return None
+        return _otel.current_trace_id()
 
     async def acontext_for(
         self,
@@ -355,7 +382,7 @@ class InboundPolicy:
     def _context(
         self, get_header: HeaderGetter, keys: _HeaderKeys, values: dict[str, str | None]
     ) -> CorrelationContext:
-        trace_id = _otel.current_trace_id() if self._traced else None
+        trace_id = self._trace_id()
         return _unchecked_context(
             self.request_id(get_header, trace_id, keys),
             values["tenant"],
@@ -371,80 +398,3 @@ def _is_async_callable(fn: object) -> bool:
     if fn is None:
         return False
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-
-
-def _resolved(result: object) -> dict[str, str | None]:
-    """A resolver's result as checked values; a refused shape is logged and gives none."""
-    values = _resolver_values(result)
-    if values is None:
-        _logger.error(
-            "aigw: tenant resolver returned %s; expected (tenant, team), a mapping with any "
-            "of the keys %s, or None; continuing without its values",
-            _described(result),
-            ", ".join(_RESOLVER_KEYS),
-        )
-        return {}
-    return {key: _checked(key, key, value) for key, value in values.items()}
-
-
-def _merge(values: dict[str, str | None], resolved: dict[str, str | None]) -> None:
-    """The resolver's values win where it gave one."""
-    for key, value in resolved.items():
-        if value is not None:
-            values[key] = value
-
-
-def _resolver_values(result: object) -> dict[str, object] | None:
-    """The fields of a resolver's result, or None when it is not a documented shape.
-
-    A pair (tuple or list of two: tenant and team) or a mapping with any of the keys
-    ``tenant``, ``team``, ``user`` and ``session``; each value a string, an int or None.
-    Anything else (a string, a set, another length, an unknown key) would be unpacked into the
-    wrong fields, so it is refused as a whole.
-    """
-    if result is None:
-        return {}
-    if isinstance(result, (tuple, list)):
-        if len(result) != 2:
-            return None
-        values = {"tenant": result[0], "team": result[1]}
-    elif isinstance(result, Mapping):
-        if not set(result).issubset(_RESOLVER_KEYS):
-            return None
-        values = dict(result)
-    else:
-        return None
-    for value in values.values():
-        if not _is_label_type(value):
-            return None
-    return values
-
-
-def _is_label_type(value: object) -> bool:
-    return value is None or isinstance(value, str) or type(value) is int
-
-
-def _described(result: object) -> str:
-    """What a refused resolver result was, without its values (they may be personal data)."""
-    kind = type(result).__name__
-    if isinstance(result, Mapping):
-        if not set(result).issubset(_RESOLVER_KEYS):
-            return f"a {kind} with other keys"
-        return f"a {kind} with a value that is not a string"
-    if isinstance(result, (tuple, list)):
-        if len(result) != 2:
-            return f"a {kind} of {len(result)} items"
-        return f"a {kind} with a value that is not a string"
-    return f"a {kind}"
-
-
-def _checked(field: str, name: str, value: object) -> str | None:
-    """``value`` when valid for ``field``; an invalid one is logged under ``name`` and dropped."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        value = str(value)
-    if _VALID[field](value):
-        return value
-    _logger.warning("aigw: dropped invalid %s value %s", name, _escape_for_log(value))
-    return None

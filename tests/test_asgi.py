@@ -509,3 +509,61 @@ async def test_after_the_first_request_every_response_still_carries_the_id_once(
         ["req-4"],
     ]
     assert [r.status_code for r in responses] == [200, 200, 200, 404, 500]
+
+
+async def bound_and_echoed(
+    app_config: GatewayConfig, headers: Any
+) -> tuple[str | None, str | None, list[bytes]]:
+    """The request ID and session an app sees, and the request-ID headers of its response."""
+    seen_here: list[tuple[str | None, str | None]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        context = current_context()
+        assert context is not None
+        seen_here.append((context.request_id, context.session))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    channel = Channel()
+    scope = {"type": "http", "path": "/", "headers": headers, "client": ("127.0.0.1", 5)}
+    await run(AIGatewayMiddleware(app, app_config), scope, channel)
+    echoed = [value for key, value in channel.sent[0]["headers"] if key == b"x-ai-request-id"]
+    return seen_here[0][0], seen_here[0][1], echoed
+
+
+@pytest.mark.parametrize(
+    ("headers", "request_id", "session"),
+    [
+        ([(b"host", b"h"), (b"x-ai-request-id", b"0f8b1c52-7bd4")], "0f8b1c52-7bd4", None),
+        ([(b"x-ai-request-id", b"req_1:a/b")], "req_1:a/b", None),
+        ([(b"X-AI-Request-Id", b"mixed-1"), (b"Host", b"h")], "mixed-1", None),
+        ([(bytearray(b"x-ai-request-id"), b"ba-1")], "ba-1", None),
+        ([(b"x-ai-request-id", bytearray(b"ba-2"))], "ba-2", None),
+        (((b"x-ai-request-id", b"tuple-1"),), "tuple-1", None),
+        ([(b"x-request-id", b"second-1")], "second-1", None),
+        ([(b"x-request-id", b"second-2"), (b"x-ai-request-id", b"first-2")], "first-2", None),
+        ([(b"x-ai-request-id", b"a-1"), (b"x-ai-request-id", b"b-2")], None, None),
+        ([(b"x-ai-request-id", b"a-1"), (b"X-AI-Request-Id", b"b-2")], None, None),
+        ([(b"x-ai-request-id", b"-starts-with-a-hyphen")], None, None),
+        ([(b"x-ai-request-id", b"a" * 129)], None, None),
+        ([(b"x-ai-request-id", b"")], None, None),
+        ([(b"x-ai-request-id", "caf\xe9".encode("latin-1"))], None, None),
+        ([(b"x-ai-session", b"chat-7"), (b"x-ai-request-id", b"r-1")], "r-1", "chat-7"),
+        ([(b"x-ai-session", b"chat:7"), (b"x-ai-request-id", b"r-2")], "r-2", "chat:7"),
+        ([(b"X-AI-Session", b"chat-8"), (b"x-ai-request-id", b"r-3")], "r-3", "chat-8"),
+        ([(b"x-ai-session", b"s-1"), (b"x-ai-session", b"s-2")], None, None),
+        ([(b"x-ai-session", b"bad session")], None, None),
+    ],
+)
+async def test_request_ids_and_sessions_follow_the_rules_whatever_the_header_list(
+    gateway_config: GatewayConfig, headers: Any, request_id: str | None, session: str | None
+) -> None:
+    bound_id, bound_session, echoed = await bound_and_echoed(gateway_config, headers)
+
+    assert bound_id is not None
+    if request_id is None:  # none valid: a fresh one
+        assert HEX_ID.fullmatch(bound_id)
+    else:
+        assert bound_id == request_id
+    assert bound_session == session
+    assert echoed == [bound_id.encode("latin-1")]
