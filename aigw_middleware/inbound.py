@@ -337,7 +337,9 @@ class InboundPolicy:
         Takes a value of the commonest valid shape (letters and digits, hyphens inside: UUIDs,
         hex), checked without the regular expression; None when the full rules must decide.
         """
-        trace_id = self._trace_id()
+        otel_context = self._otel_context
+        # An empty OpenTelemetry context (always, without an SDK) holds no trace: no call.
+        trace_id = _otel.current_trace_id() if otel_context and otel_context() else None
         if request_id is None:
             text = self._fallback_id(trace_id)
         elif (

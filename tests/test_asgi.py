@@ -567,3 +567,47 @@ async def test_request_ids_and_sessions_follow_the_rules_whatever_the_header_lis
         assert bound_id == request_id
     assert bound_session == session
     assert echoed == [bound_id.encode("latin-1")]
+
+
+@pytest.mark.parametrize(
+    "own",
+    [
+        (b"x-ai-request-id", b"own-1"),
+        (b"X-AI-Request-Id", b"own-1"),
+        (bytearray(b"X-Ai-Request-Id"), b"own-1"),
+    ],
+)
+async def test_a_request_id_header_set_by_a_bare_app_is_not_duplicated_whatever_its_case(
+    gateway_config: GatewayConfig, own: tuple[Any, bytes]
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [own]})
+        await send({"type": "http.response.body", "body": b""})
+
+    channel = Channel()
+    scope = {"type": "http", "headers": [(b"x-ai-request-id", b"req-1")]}
+    await run(AIGatewayMiddleware(app, gateway_config), scope, channel)
+
+    assert channel.sent[0]["headers"] == [own]
+
+
+async def test_the_echo_leaves_the_apps_message_alone_and_a_reused_message_gets_each_id(
+    gateway_config: GatewayConfig,
+) -> None:
+    start: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": []}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)  # the same dict for every response
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = AIGatewayMiddleware(app, gateway_config)
+    echoed = []
+    for request_id in (b"req-1", b"req-2"):
+        channel = Channel()
+        await run(
+            middleware, {"type": "http", "headers": [(b"x-ai-request-id", request_id)]}, channel
+        )
+        echoed.append(channel.sent[0]["headers"])
+
+    assert echoed == [[(b"x-ai-request-id", b"req-1")], [(b"x-ai-request-id", b"req-2")]]
+    assert start["headers"] == []
