@@ -13,7 +13,7 @@ from typing import Any
 
 import django
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.contrib.auth.models import User
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
@@ -498,3 +498,37 @@ def test_a_response_with_its_own_headers_class_gets_the_id_through_it(
     assert isinstance(response, HttpResponse)
     assert response["X-AI-Request-Id"] == "req-own"
     assert ("X-AI-Request-Id", "req-own") in set_
+
+
+async def test_in_an_async_stack_it_is_a_coroutine_function_and_binds_the_request(
+    aigw: Callable[..., None],
+) -> None:
+    async def view(request: HttpRequest) -> HttpResponse:
+        context = current_context()
+        return HttpResponse(context.request_id if context else "unbound")
+
+    middleware = AIGatewayMiddleware(view)
+    response = await middleware(RequestFactory().get("/", headers={"X-AI-Request-Id": "req-as"}))
+
+    assert isinstance(middleware, AIGatewayMiddleware)
+    assert iscoroutinefunction(middleware)
+    assert response.content == b"req-as"
+    assert response["X-AI-Request-Id"] == "req-as"
+    assert current_context() is None
+
+
+async def test_a_subclass_keeps_its_own_call_in_an_async_stack(aigw: Callable[..., None]) -> None:
+    calls: list[str] = []
+
+    class Counting(AIGatewayMiddleware):
+        def __call__(self, request: HttpRequest) -> Any:
+            calls.append(request.path)
+            return super().__call__(request)
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    response = await Counting(view)(RequestFactory().get("/counted/"))
+
+    assert calls == ["/counted/"]
+    assert "X-AI-Request-Id" in response

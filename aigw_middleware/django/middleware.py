@@ -43,6 +43,12 @@ class AIGatewayMiddleware:
     async_capable = True
     """Django may run it in an async stack (ASGI) without a thread hop."""
 
+    def __new__(cls, get_response: _GetResponse) -> AIGatewayMiddleware:
+        if cls is AIGatewayMiddleware and iscoroutinefunction(get_response):
+            # In an async stack Django calls __acall__ directly: no sync frame per request.
+            cls = _AsyncAIGatewayMiddleware
+        return super().__new__(cls)
+
     def __init__(self, get_response: _GetResponse) -> None:
         self.get_response = get_response
         """The rest of the middleware chain and the view."""
@@ -97,6 +103,13 @@ class AIGatewayMiddleware:
         finally:
             _current.reset(token)
         return _finish(response, context, echo)
+
+
+class _AsyncAIGatewayMiddleware(AIGatewayMiddleware):
+    """:class:`AIGatewayMiddleware` as Django's async stack builds it: calling it is
+    :meth:`~AIGatewayMiddleware.__acall__`."""
+
+    __call__ = AIGatewayMiddleware.__acall__
 
 
 def request_context(request: HttpRequest) -> CorrelationContext:
