@@ -20,7 +20,7 @@ from typing import Any
 from ._shared import SharedClients
 from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import CorrelationContext, _current
+from .context import _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
@@ -130,8 +130,15 @@ class AIGatewayMiddleware:
                     echoed = first if type(first) is bytes and context is not None else None
             except TypeError:
                 pass
-        if context is None:
-            context = await self._context(scope)
+        if context is None:  # by the policy's general rules
+            policy = self.policy
+            get_header = _wanted_headers(scope, self._wanted).get
+            peer = _peer(scope) if policy.trusted_networks else None
+            if policy.resolver_is_async:
+                # Awaited here, on the event loop: no thread hop.
+                context = await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
+            else:
+                context = policy.context_for(get_header, peer, scope, policy.lowercase_keys)
         if self._echo:
             request_id = context.request_id
             if self._scope_echo:
@@ -157,16 +164,6 @@ class AIGatewayMiddleware:
         finally:
             _active_clients.reset(clients_token)
             _current.reset(token)
-
-    async def _context(self, scope: _Scope) -> CorrelationContext:
-        """The request's context by the policy's general rules."""
-        policy = self.policy
-        get_header = _wanted_headers(scope, self._wanted).get
-        peer = _peer(scope) if policy.trusted_networks else None
-        if policy.resolver_is_async:
-            # Awaited here, on the event loop: no thread hop.
-            return await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
-        return policy.context_for(get_header, peer, scope, policy.lowercase_keys)
 
     def close(self) -> None:
         """Close the shared sync client made for this middleware's own config, if any.
