@@ -223,6 +223,10 @@ class IndexedHeaders(httpx.Headers):
 
     _aigw_index: _HeaderIndex | None = None
 
+    def __reduce__(self) -> tuple[type[httpx.Headers], tuple[list[tuple[bytes, bytes]], str]]:
+        # Pickled and copied as httpx's own Headers (a sent request pickles, as httpx allows).
+        return httpx.Headers, (self.raw, self.encoding)
+
     def _index(self) -> _HeaderIndex | None:
         entries = self._list
         encoding = self._encoding or self.encoding

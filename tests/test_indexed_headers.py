@@ -3,6 +3,8 @@ look-up answers as httpx's own ``Headers`` on the same list, whatever changed si
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
 
 import httpx
@@ -112,3 +114,21 @@ def test_a_users_client_sees_the_headers_sent_and_keeps_its_cookies() -> None:
         again = client.get("http://gateway.test/ai/models")
     assert again.request.headers["cookie"] == "session=abc"
     assert again.request.headers["x-ai-request-id"] == "req-2"
+
+
+def test_a_sent_request_pickles_and_copies_as_httpx_headers() -> None:
+    config = GatewayConfig(base_url="http://gateway.test/ai")
+    transport = CorrelationTransport(httpx.MockTransport(lambda r: httpx.Response(200)), config)
+    with httpx.Client(transport=transport) as client, bind_context(request_id="req-1"):
+        sent = client.get(
+            "http://gateway.test/ai/models", headers={"X-Mine": "caf\u00e9".encode()}
+        ).request
+
+    again = pickle.loads(pickle.dumps(sent))
+    copied = copy.deepcopy(sent.headers)
+
+    for headers in (again.headers, copied):
+        assert type(headers) is httpx.Headers
+        assert headers.raw == sent.headers.raw
+        assert headers["x-mine"] == sent.headers["x-mine"]
+    assert again.headers["x-ai-request-id"] == "req-1"
