@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -406,6 +407,8 @@ def _asgi_wrap(name: str, app: ASGIApp) -> ASGIApp | Skipped:
 
         # A sync resolver: the middleware calls it in line.
         def resolver(scope: Scope) -> tuple[str, str]:
+            if _probe:
+                _resolved_on.append(threading.get_ident())
             return "acme", "ml"
 
         return AIGatewayMiddleware(app, base_url="http://127.0.0.1:9/v1", tenant_resolver=resolver)
@@ -414,6 +417,8 @@ def _asgi_wrap(name: str, app: ASGIApp) -> ASGIApp | Skipped:
 
         # An async resolver: awaited on the event loop.
         async def async_resolver(scope: Scope) -> tuple[str, str]:
+            if _probe:
+                _resolved_on.append(threading.get_ident())
             return "acme", "ml"
 
         return AIGatewayMiddleware(
@@ -427,12 +432,19 @@ def _asgi_wrap(name: str, app: ASGIApp) -> ASGIApp | Skipped:
     return CorrelationIdMiddleware(app, header_name=HEADER)
 
 
+#: The threads a tenant resolver ran on, while a check runs.
+_resolved_on: list[int] = []
+
+
 def _aigw_bound_with_tenant(request: Any) -> object:
     from aigw_middleware import current_context
 
     context = current_context()
     assert context is not None, "nothing is bound"
     assert (context.tenant, context.team) == ("acme", "ml"), context
+    # The view runs on the event loop's thread: the resolver ran there too, with no thread hop.
+    ran_on, _resolved_on[:] = list(_resolved_on), []
+    assert ran_on == [threading.get_ident()], "the tenant resolver ran on another thread"
     return context.request_id
 
 

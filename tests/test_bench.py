@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from bench import measure, report
+import pytest
+
+from aigw_middleware import bind_context
+from bench import inbound, measure, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_GROUPS = "django_wsgi,asgi,starlette,flask,outbound,outbound_stream"
@@ -74,3 +78,36 @@ def test_targets_fail_when_aigw_adds_more_than_a_peer_or_the_budget() -> None:
     assert marks["asgi: aigw adds less than asgi_correlation_id (40,000 vs 20,000)"] is False
     assert marks["outbound: CorrelationTransport vs raw httpx: 1.040x (target <= 1.05x)"] is True
     assert marks["outbound: GatewayClient vs raw httpx <= 1.10x (not measured)"] is None
+
+
+def test_a_tenant_resolver_passes_only_when_it_ran_on_the_event_loops_thread() -> None:
+    app = inbound._asgi_wrap("aigw_async_resolver", inbound._bare_app)
+    assert not isinstance(app, measure.Skipped)
+    try:
+        inbound._asgi_variant(app, inbound._aigw_bound_with_tenant).check()  # the loop's thread
+    finally:
+        inbound.event_loop().close()
+        inbound._loop = None
+
+    # A resolver seen on another thread (a hop) fails the check, and so the target.
+    inbound._resolved_on.append(threading.get_ident() + 1)
+    try:
+        with (
+            bind_context(request_id="req-1", tenant="acme", team="ml"),
+            pytest.raises(AssertionError, match="another thread"),
+        ):
+            inbound._aigw_bound_with_tenant(None)
+    finally:
+        inbound._resolved_on.clear()
+
+    results = {
+        "asgi": {
+            "aigw": {"instr": 50_000},
+            "aigw_resolver": {"instr": 80_000},
+            "aigw_async_resolver": {"us": None, "instr": None, "error": "check failed: hop"},
+        }
+    }
+    judged = {
+        text.split(" runs")[0]: met for met, text in report.targets(results) if "runs" in text
+    }
+    assert judged == {"asgi: a sync tenant resolver": True, "asgi: an async tenant resolver": False}
