@@ -290,7 +290,10 @@ def burst(settings: Any) -> dict[str, dict[str, Any]]:
     process, base_url = _burst_gateway()
     results = {}
     try:
-        for name in ("aigw_async", "aigw_openai_async", "openai_sdk_async", "httpx_default_pool"):
+        names = ["aigw_async", "aigw_openai_async", "openai_sdk_async"]
+        if getattr(settings, "burst_default_pool", True):
+            names.append("httpx_default_pool")
+        for name in names:
             print(f"   {name}", flush=True)
             try:
                 results[name] = asyncio.run(_burst(name, base_url, settings.burst))
