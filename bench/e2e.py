@@ -172,7 +172,12 @@ def run(settings: Any) -> dict[str, dict[str, Any]]:
                 try:
                     check(server, spec["path"], way, gateway)
                     target = f"{spec['path']}?client={WAYS[way]}"
-                    load(server.base_url, target, 30, settings.e2e_concurrency)  # warm-up
+                    load(
+                        server.base_url,
+                        target,
+                        2 * settings.e2e_concurrency,
+                        settings.e2e_concurrency,
+                    )  # warm-up
                     results[key] = load(
                         server.base_url,
                         target,
