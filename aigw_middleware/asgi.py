@@ -76,9 +76,6 @@ class AIGatewayMiddleware:
         self._error_responses_covered = False
         # True once a layer outside the framework's error handler reads the ID from the scope.
         self._scope_echo = False
-        # True when that layer is the only thing between it and this middleware: it then adds
-        # the ID to every HTTP response, and this middleware wraps no send of its own for HTTP.
-        self._outer_echoes = False
         self.policy = InboundPolicy.from_config(self.config)
         """The request-ID and tenant trust rules of :attr:`config`."""
         self._echo_name = self.config.request_id_header.lower().encode("latin-1")
@@ -97,8 +94,6 @@ class AIGatewayMiddleware:
         )
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        # Read first: the outer layer, once added, wraps the next requests, not this one.
-        outer_echoes = self._outer_echoes
         if not self._error_responses_covered:
             self._cover_error_responses(scope.get("app"))
         kind = scope["type"]
@@ -143,12 +138,11 @@ class AIGatewayMiddleware:
             request_id = context.request_id
             if self._scope_echo:
                 scope[_SCOPE_KEY] = request_id
-            if kind == "websocket" or not outer_echoes:
-                send = _echoing(
-                    send,
-                    (self._echo_name, echoed or request_id.encode("latin-1")),
-                    scope if self._scope_echo else None,
-                )
+            send = _echoing(
+                send,
+                (self._echo_name, echoed or request_id.encode("latin-1")),
+                scope if self._scope_echo else None,
+            )
         token = _current.set(context)
         clients = self._clients
         if clients is None:
@@ -177,27 +171,35 @@ class AIGatewayMiddleware:
         """Add the request ID to the 500 that Starlette's error middleware sends.
 
         Starlette and FastAPI run ``add_middleware`` middleware inside ``ServerErrorMiddleware``,
-        so the response for an unhandled exception never passes through this one. The app's
-        built stack (``middleware_stack``, that error middleware outermost) is wrapped once in
-        a layer that adds the ID this middleware chose. It runs from the lifespan call, before
-        any request, or else from the first request on.
+        so the response for an unhandled exception never passes through this one. It runs
+        once, from the lifespan call before any request, or else from the first request, and
+        changes the app's built stack (``middleware_stack``, that error middleware outermost):
+
+        - when this middleware is the first of the app's middleware, directly inside the error
+          middleware (which leaves the scope alone), the two change places: this middleware
+          then binds the context and adds the ID outside the error middleware, around the 500
+          and the app's error handlers too. (A request under way when that happens passes the
+          error middleware twice, which only passes its messages on.)
+        - else a layer outside adds the ID this middleware chose to a response that did not
+          pass through it.
         """
         self._error_responses_covered = True
         stack = getattr(app, "middleware_stack", None)
         if (
-            self.config.echo_request_id
-            and stack is not None
-            and hasattr(app, "build_middleware_stack")
+            not self.config.echo_request_id
+            or stack is None
+            or not hasattr(app, "build_middleware_stack")
         ):
-            # The layer reads the chosen ID from the scope, this middleware's or another's.
-            self._scope_echo = True
-            if not isinstance(stack, _ErrorResponseEcho):
-                stack = app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
-            # Directly inside the error middleware (first of the app's middleware), whose send
-            # only passes messages on: the outer layer's one send wrapper serves both.
-            self._outer_echoes = (
-                stack._name == self._echo_name and getattr(stack.app, "app", None) is self
-            )
+            return
+        if getattr(stack, "app", None) is self:
+            # The error middleware calls what this middleware wrapped; this one wraps it.
+            stack.app, self.app = self.app, stack
+            app.middleware_stack = self
+            return
+        # The layer reads the chosen ID from the scope, this middleware's or another's.
+        self._scope_echo = True
+        if not isinstance(stack, _ErrorResponseEcho):
+            app.middleware_stack = _ErrorResponseEcho(stack, self._echo_name)
 
 
 class _ErrorResponseEcho:
@@ -216,8 +218,7 @@ class _ErrorResponseEcho:
 
         def send_with_request_id(message: _Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                # Still there when the response did not pass through the middleware, or when
-                # the middleware leaves the echo to this layer.
+                # Still there when the response did not pass through the middleware.
                 request_id = scope.get(_SCOPE_KEY)
                 if isinstance(request_id, str):
                     headers = message.get("headers") or ()

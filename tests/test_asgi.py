@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -509,6 +509,66 @@ async def test_after_the_first_request_every_response_still_carries_the_id_once(
         ["req-4"],
     ]
     assert [r.status_code for r in responses] == [200, 200, 200, 404, 500]
+
+
+async def test_the_500_handler_runs_with_the_requests_context_and_the_answer_carries_its_id(
+    gateway_config: GatewayConfig,
+) -> None:
+    # First of the app's middleware: after the first request it serves from outside Starlette's
+    # error middleware, so the app's 500 handler runs inside the request's context.
+    handled: list[str | None] = []
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        context = current_context()
+        handled.append(context.request_id if context else None)
+        return PlainTextResponse("failed", status_code=500)
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(AIGatewayMiddleware, config=gateway_config)],
+        exception_handlers={500: on_error},
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        responses = [
+            await client.get(route, headers={"X-AI-Request-Id": f"req-{n}"})
+            for n, route in enumerate(["/context", "/fails", "/context"])
+        ]
+
+    assert [r.headers.get_list("x-ai-request-id") for r in responses] == [
+        ["req-0"],
+        ["req-1"],
+        ["req-2"],
+    ]
+    assert [r.json()["request_id"] for r in (responses[0], responses[2])] == ["req-0", "req-2"]
+    assert handled == ["req-1"]
+    assert current_context() is None
+
+
+async def test_behind_another_middleware_the_500_still_carries_the_chosen_id(
+    gateway_config: GatewayConfig,
+) -> None:
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(AddsHeader),
+            Middleware(AIGatewayMiddleware, config=gateway_config),
+        ],
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        responses = [
+            await client.get(route, headers={"X-AI-Request-Id": f"req-{n}"})
+            for n, route in enumerate(["/context", "/fails", "/fails", "/context"])
+        ]
+
+    assert [r.status_code for r in responses] == [200, 500, 500, 200]
+    assert [r.headers.get_list("x-ai-request-id") for r in responses] == [
+        ["req-0"],
+        ["req-1"],
+        ["req-2"],
+        ["req-3"],
+    ]
 
 
 async def bound_and_echoed(
