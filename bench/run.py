@@ -154,9 +154,10 @@ CALLGRIND_DIVISOR = {
 }
 
 
-#: Groups whose operation is short get at least this many operations: one collection of the
-#: young generation more in the 2N section than in the N section weighs a few thousand
-#: instructions, about a tenth of a request's cost through a middleware when N is 20.
+#: Short inbound operations get at least this many: one collection of the young generation
+#: more in the 2N section than in the N section weighs a few thousand instructions, a tenth
+#: of a request's cost through a middleware when N is 20. (Not Django under ASGI: its count
+#: moves by about 2k either way with the thread hops' timing, at N = 20 as at N = 100.)
 CALLGRIND_FLOOR = {"asgi": 200, "starlette": 200, "flask": 100, "django_wsgi": 100}
 
 
