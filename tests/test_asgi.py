@@ -545,13 +545,24 @@ async def test_the_500_handler_runs_with_the_requests_context_and_the_answer_car
     assert current_context() is None
 
 
+class PassesOn:
+    """A pure ASGI middleware that does nothing (BaseHTTPMiddleware on old Starlette leaves a
+    memory stream unclosed when the app raises)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 async def test_behind_another_middleware_the_500_still_carries_the_chosen_id(
     gateway_config: GatewayConfig,
 ) -> None:
     app = Starlette(
         routes=ROUTES,
         middleware=[
-            Middleware(AddsHeader),
+            Middleware(PassesOn),
             Middleware(AIGatewayMiddleware, config=gateway_config),
         ],
     )
