@@ -312,8 +312,10 @@ class InboundPolicy:
         """
         keys = keys or self.header_keys
         if self._headers_only:
-            # The common case, per request on every adapter: only headers decide.
-            trace_id = self._trace_id()
+            # The common case, per request on every adapter: only headers decide. (_trace_id's
+            # check in line: an empty OpenTelemetry context holds no trace, so no call.)
+            otel_context = self._otel_context
+            trace_id = _otel.current_trace_id() if otel_context and otel_context() else None
             first = get_header(keys.request_id[0])
             # A valid ID in the first header (the common case) is taken here, with
             # _is_valid_request_id's rule in line; anything else goes through request_id().
