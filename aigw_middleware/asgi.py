@@ -221,13 +221,8 @@ class _ErrorResponseEcho:
                 # Still there when the response did not pass through the middleware.
                 request_id = scope.get(_SCOPE_KEY)
                 if isinstance(request_id, str):
-                    headers = message.get("headers") or ()
-                    size = len(name)
-                    for key, _ in headers:  # as in _echoing
-                        if len(key) == size and bytes(key).lower() == name:
-                            return send(message)
-                    message = message.copy() if type(message) is dict else dict(message)
-                    message["headers"] = [*headers, (name, request_id.encode("latin-1"))]
+                    # The middleware's own echo, made for this one message (a rare path).
+                    return _echoing(send, (name, request_id.encode("latin-1")), None)(message)
             return send(message)
 
         return self.app(scope, receive, send_with_request_id)
