@@ -26,8 +26,9 @@ import httpx
 from . import _otel
 from ._httpx import attempt_timeout, deadline_bound, deadline_var, without_credentials
 from ._results import gateway_request_id, provider_request_id
+from ._rules import _new_request_id
 from .config import GatewayConfig, _missing_base_url
-from .context import CorrelationContext, _new_request_id, current_context
+from .context import CorrelationContext, current_context
 from .errors import (
     ErrorBody,
     GatewayConnectionError,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from .context import _is_valid_label, _is_valid_request_id, _is_valid_user
+from ._rules import _is_valid_label, _is_valid_request_id, _is_valid_user
 from .log import _escape_for_log
 
 _logger = logging.getLogger("aigw_middleware")

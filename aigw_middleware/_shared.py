@@ -1,8 +1,9 @@
 """The shared clients: which ones are active here, and one set of them per config.
 
-One ContextVar says which :class:`SharedClients` serve ``get_client()`` here and now; each
-framework adapter sets it, and resets it with its token, around the code it runs for its app
-(the ASGI middleware around a request, Flask around an app context and a streamed body). Where
+One ContextVar says which :class:`SharedClients` serve ``get_client()`` here and now; the WSGI
+and Flask adapters set it, and reset it with its token, around the code they run for their app
+(Flask around an app context and a streamed body). The ASGI middleware's ride on the correlation
+context it binds instead (:func:`~aigw_middleware.context._carried`), one ContextVar fewer per request. Where
 it is unset the process default serves: the environment's config, or the one given to
 :func:`configure` (the Django app does that with ``settings.AIGW``).
 """
@@ -17,10 +18,11 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import client as _client
 from .config import GatewayConfig
+from .context import _carried, _current
 
 if TYPE_CHECKING:
     from .client import AsyncGatewayClient, GatewayClient
@@ -215,6 +217,9 @@ def active() -> SharedClients:
     clients = _active.get()
     if clients is not None:
         return clients
+    carried = _carried(_current.get())
+    if carried is not None:  # the ASGI middleware's, carried by the context it bound
+        return cast(SharedClients, carried)
     for find in _app_finders:
         clients = find()
         if clients is not None:

@@ -18,9 +18,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ._shared import SharedClients
-from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import _current
+from .context import _carry, _current
 from .errors import ConfigurationError
 from .inbound import InboundPolicy
 
@@ -143,20 +142,13 @@ class AIGatewayMiddleware:
                 (self._echo_name, echoed or request_id.encode("latin-1")),
                 scope if self._scope_echo else None,
             )
+        if self._clients is not None:
+            # With its own config, get_client() / get_async_client() use it inside its requests.
+            _carry(context, self._clients)
         token = _current.set(context)
-        clients = self._clients
-        if clients is None:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                _current.reset(token)
-            return
-        # With its own config, get_client() / get_async_client() use it inside its requests.
-        clients_token = _active_clients.set(clients)
         try:
             await self.app(scope, receive, send)
         finally:
-            _active_clients.reset(clients_token)
             _current.reset(token)
 
     def close(self) -> None:

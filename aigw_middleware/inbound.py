@@ -15,15 +15,9 @@ from typing import Any
 
 from . import _otel
 from ._resolver import _PLAIN_RESULTS, _checked, _merge, _resolved
+from ._rules import _REQUEST_ID_MAX, _REQUEST_ID_RE, _is_valid_request_id, _new_request_id
 from .config import GatewayConfig, TenantResolver
-from .context import (
-    _REQUEST_ID_MAX,
-    _REQUEST_ID_RE,
-    CorrelationContext,
-    _is_valid_request_id,
-    _new_request_id,
-    _unchecked_context,
-)
+from .context import CorrelationContext, _unchecked_context
 from .log import _escape_for_log
 
 __all__ = ["HeaderGetter", "InboundPolicy"]

@@ -17,14 +17,8 @@ import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from .context import (
-    _RULES,
-    CorrelationContext,
-    _is_valid_request_id,
-    _new_request_id,
-    _safe_context,
-    current_context,
-)
+from ._rules import _RULES, _is_valid_request_id, _new_request_id
+from .context import CorrelationContext, _safe_context, current_context
 
 __all__ = ["extract", "inject"]
 

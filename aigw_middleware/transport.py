@@ -22,16 +22,9 @@ import httpx
 
 from . import _otel
 from ._httpx import IndexedHeaders, indexed
+from ._rules import _is_valid_label, _is_valid_request_id, _is_valid_user, _new_request_id
 from .config import ApiKeyResolver, GatewayConfig
-from .context import (
-    CorrelationContext,
-    _is_valid_label,
-    _is_valid_request_id,
-    _is_valid_user,
-    _new_request_id,
-    _safe_context,
-    current_context,
-)
+from .context import CorrelationContext, _safe_context, current_context
 from .errors import ConfigurationError
 from .log import _escape_for_log, _log_attempt, _logger
 from .profiles import _CorrelationNames, _Field, _get_profile, _HeaderProfile

@@ -29,10 +29,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from aigw_middleware import current_context, get_async_client, get_client
+from aigw_middleware import bind_context, current_context, get_async_client, get_client
+from aigw_middleware._shared import active
 from aigw_middleware.asgi import AIGatewayMiddleware, _wanted_headers
 from aigw_middleware.config import GatewayConfig
-from aigw_middleware.context import AsyncBoundIterator
+from aigw_middleware.context import (
+    AsyncBoundIterator,
+    CorrelationContext,
+    _reset_context,
+    _set_context,
+)
 from aigw_middleware.testing import FakeGateway
 
 from .disconnect import serve_to_a_client_that_leaves
@@ -342,6 +348,31 @@ class Channel:
 
 async def run(app: Callable[..., Any], scope: dict[str, Any], channel: Channel) -> None:
     await asyncio.wait_for(app(scope, channel.receive, channel.send), timeout=5)
+
+
+async def test_its_own_config_serves_get_client_in_every_rebinding_within_a_request(
+    gateway_config: GatewayConfig,
+) -> None:
+    served: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        served.append(active())
+        with bind_context(tenant="acme"):
+            served.append(active())
+        token = _set_context(CorrelationContext("task-1"))  # as a task run eagerly binds its own
+        try:
+            served.append(active())
+        finally:
+            _reset_context(token)
+        await asyncio.to_thread(lambda: served.append(active()))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = AIGatewayMiddleware(app, gateway_config)
+    await run(middleware, {"type": "http", "headers": []}, Channel())
+
+    assert served == [middleware._clients] * 4
+    assert active() is not middleware._clients  # outside its requests: the process default
 
 
 async def test_a_websocket_connection_gets_a_request_id_bound(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import pickle
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -12,13 +13,13 @@ from contextlib import contextmanager
 import pytest
 
 from aigw_middleware import CorrelationContext, bind_context, current_context
+from aigw_middleware._rules import _is_valid_label, _is_valid_request_id, _is_valid_user
 from aigw_middleware.context import (
     AsyncBoundIterator,
     BoundIterator,
     ContextThreadPoolExecutor,
-    _is_valid_label,
-    _is_valid_request_id,
-    _is_valid_user,
+    _carried,
+    _carry,
     _new_request_id,
     _reset_context,
     _safe_context,
@@ -400,3 +401,45 @@ def test_one_bind_context_can_be_entered_again() -> None:
 
     assert first.request_id != second.request_id
     assert current_context() is None
+
+
+def test_the_clients_a_context_carries_are_not_part_of_its_value() -> None:
+    clients = object()
+    context = _unchecked_context("req-1", "acme", None, None, None, None)
+    _carry(context, clients)
+    plain = CorrelationContext("req-1", "acme")
+
+    assert _carried(context) is clients
+    assert context == plain
+    assert hash(context) == hash(plain)
+    assert repr(context) == repr(plain)
+    assert [field.name for field in dataclasses.fields(context)] == [
+        "request_id",
+        "tenant",
+        "team",
+        "user",
+        "session",
+        "trace_id",
+    ]
+    assert _carried(dataclasses.replace(context)) is None
+    assert _carried(pickle.loads(pickle.dumps(context))) is None
+    assert _carried(plain) is None
+    assert _carried(None) is None
+    # Python 3.10 and 3.11 raise TypeError there, from the slots class's frozen __setattr__.
+    with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):
+        context._clients = None  # type: ignore[misc]
+
+
+def test_bind_context_hands_on_the_clients_the_bound_context_carries() -> None:
+    clients = object()
+    outer = CorrelationContext("req-1")
+    _carry(outer, clients)
+    token = _set_context(outer)
+    try:
+        with bind_context(tenant="acme") as inner:
+            assert _carried(inner) is clients
+            assert inner.request_id != "req-1"  # the values are its own
+    finally:
+        _reset_context(token)
+    with bind_context() as alone:
+        assert _carried(alone) is None
