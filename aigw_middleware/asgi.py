@@ -38,6 +38,13 @@ _SCOPE_KEY = "aigw.request_id"
 
 _logger = logging.getLogger("aigw_middleware")
 
+# The kinds of header name in AIGatewayMiddleware._kinds: a lower-case name the policy does not
+# read, the first request-ID header, the session header, another one the policy reads.
+_NOT_WANTED, _FIRST_ID, _SESSION, _OTHER_WANTED = range(4)
+# How many names, and how long a name, _learn keeps: a bound on what requests can make it hold.
+_KNOWN_NAMES_MAX = 256
+_KNOWN_NAME_LENGTH_MAX = 64
+
 
 class AIGatewayMiddleware:
     """Binds a :class:`~aigw_middleware.CorrelationContext` around each HTTP request and websocket
@@ -84,13 +91,14 @@ class AIGatewayMiddleware:
             key.encode("latin-1"): key for key in self.policy.wanted(self.policy.lowercase_keys)
         }
         keys = self.policy.lowercase_keys
-        # For a headers-only policy: the first request-ID header's name, the session's, and
-        # all the names it reads (the one pass of __call__).
-        self._raw = (
-            (keys.request_id[0].encode("latin-1"), keys.session.encode("latin-1"), self._wanted)
-            if self.policy._headers_only
-            else None
-        )
+        # For a headers-only policy, the one pass of __call__ reads each header name's kind
+        # here: the first request-ID header's, the session's, another one the policy reads,
+        # or a lower-case name it does not (learnt from requests, see _learn).
+        self._kinds: dict[bytes, int] | None = None
+        if self.policy._headers_only:
+            self._kinds = dict.fromkeys(self._wanted, _OTHER_WANTED)
+            self._kinds[keys.request_id[0].encode("latin-1")] = _FIRST_ID
+            self._kinds[keys.session.encode("latin-1")] = _SESSION
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if not self._error_responses_covered:
@@ -103,25 +111,26 @@ class AIGatewayMiddleware:
             return
         context = echoed = None
         headers = scope.get("headers")
-        if self._raw is not None and type(headers) is list:
-            # Headers only decide, and the request's header names are lower case, each once:
-            # the raw ID and session in one pass; anything else takes the general path below.
-            first_name, session_name, wanted = self._raw
+        kinds = self._kinds
+        if kinds is not None and type(headers) is list:
+            # Headers only decide, and each header name is a known one: the raw ID and session
+            # in one pass; anything else takes the general path below.
             first = session = None
             try:
                 for key, value in headers:
-                    if key in wanted:  # a bytearray raises TypeError: unhashable
-                        if key == first_name and first is None:
+                    kind = kinds[key]  # KeyError: a name not seen yet; a bytearray: TypeError
+                    if kind:
+                        if kind == _FIRST_ID and first is None:
                             first = value
-                        elif key == session_name and session is None:
+                        elif kind == _SESSION and session is None:
                             session = value
                         else:
                             break  # repeated, or another request-ID header
-                    elif not key.islower() and key.lower() in wanted:
-                        break
                 else:
                     context = self.policy._raw_context(first, session)
                     echoed = first if type(first) is bytes and context is not None else None
+            except KeyError:
+                _learn(kinds, headers)
             except TypeError:
                 pass
         if context is None:  # by the policy's general rules
@@ -242,6 +251,24 @@ def _echoing(send: _Send, header: tuple[bytes, bytes], scope: _Scope | None) -> 
         return send(message)
 
     return send_with_request_id
+
+
+def _learn(kinds: dict[bytes, int], headers: list[Any]) -> None:
+    """Let ``kinds`` know the lower-case header names of ``headers`` that it does not, as names
+    the policy does not read (the ones it reads are there from the start), up to a bound.
+
+    A name in another case, or past the bound, is never learnt: a request that has one takes
+    the general path each time, which reads names in any case.
+    """
+    for key, _ in headers:
+        if (
+            len(kinds) < _KNOWN_NAMES_MAX
+            and type(key) is bytes
+            and len(key) <= _KNOWN_NAME_LENGTH_MAX
+            and key.islower()
+            and key not in kinds
+        ):
+            kinds[key] = _NOT_WANTED
 
 
 def _peer(scope: _Scope) -> str | None:

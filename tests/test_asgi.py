@@ -31,7 +31,12 @@ from starlette.websockets import WebSocket
 
 from aigw_middleware import bind_context, current_context, get_async_client, get_client
 from aigw_middleware._shared import active
-from aigw_middleware.asgi import AIGatewayMiddleware, _wanted_headers
+from aigw_middleware.asgi import (
+    _KNOWN_NAME_LENGTH_MAX,
+    _KNOWN_NAMES_MAX,
+    AIGatewayMiddleware,
+    _wanted_headers,
+)
 from aigw_middleware.config import GatewayConfig
 from aigw_middleware.context import (
     AsyncBoundIterator,
@@ -373,6 +378,55 @@ async def test_its_own_config_serves_get_client_in_every_rebinding_within_a_requ
 
     assert served == [middleware._clients] * 4
     assert active() is not middleware._clients  # outside its requests: the process default
+
+
+def echoed_id(channel: Channel) -> bytes:
+    start = channel.sent[0]
+    assert start["type"] == "http.response.start"
+    return dict(start["headers"])[b"x-ai-request-id"]
+
+
+async def respond(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-new-name", b"1"), (b"x-ai-request-id", b"req-1")],  # a name not seen yet
+        [(b"X-Other", b"1"), (b"x-ai-request-id", b"req-1")],  # another case
+        [(b"accept", b"*/*"), (b"X-AI-Request-Id", b"req-1")],  # the ID's name in another case
+    ],
+)
+async def test_header_names_it_has_not_learnt_take_the_general_path_to_the_same_context(
+    gateway_config: GatewayConfig, headers: list[tuple[bytes, bytes]]
+) -> None:
+    middleware = AIGatewayMiddleware(respond, gateway_config)
+    for _ in range(2):  # before and after it learns the lower-case names
+        channel = Channel()
+        await run(middleware, {"type": "http", "headers": list(headers)}, channel)
+        assert echoed_id(channel) == b"req-1"
+    known = middleware._kinds
+    assert known is not None
+    assert {name for name, _ in headers if name.islower()} <= known.keys()
+    assert not any(name in known for name, _ in headers if not name.islower())
+
+
+async def test_it_learns_a_bounded_number_of_short_header_names(
+    gateway_config: GatewayConfig,
+) -> None:
+    middleware = AIGatewayMiddleware(respond, gateway_config)
+    known = middleware._kinds
+    assert known is not None
+    long_name = b"x-" + b"a" * _KNOWN_NAME_LENGTH_MAX
+    for batch in range(_KNOWN_NAMES_MAX // 50 + 1):
+        names = [b"x-name-%d-%d" % (batch, i) for i in range(50)]
+        scope = {"type": "http", "headers": [(name, b"1") for name in [long_name, *names]]}
+        await run(middleware, scope, Channel())
+
+    assert len(known) == _KNOWN_NAMES_MAX
+    assert long_name not in known
 
 
 async def test_a_websocket_connection_gets_a_request_id_bound(
