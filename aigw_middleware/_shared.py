@@ -2,10 +2,11 @@
 
 One ContextVar says which :class:`SharedClients` serve ``get_client()`` here and now; the WSGI
 and Flask adapters set it, and reset it with its token, around the code they run for their app
-(Flask around an app context and a streamed body). The ASGI middleware's ride on the correlation
-context it binds instead (:func:`~aigw_middleware.context._carried`), one ContextVar fewer per request. Where
-it is unset the process default serves: the environment's config, or the one given to
-:func:`configure` (the Django app does that with ``settings.AIGW``).
+(Flask around an app context and a streamed body). The ASGI middleware's ride on the
+correlation context it binds instead (:func:`~aigw_middleware.context._carried`), one
+ContextVar fewer per request. Where neither says, the process default serves: the
+environment's config, or the one given to :func:`configure` (the Django app does that with
+``settings.AIGW``).
 """
 
 from __future__ import annotations

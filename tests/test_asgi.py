@@ -533,6 +533,39 @@ async def test_it_serves_django_when_wrapping_the_asgi_application(
     assert fake_gateway.requests[0].headers["x-ai-request-id"] == "req-django"
 
 
+served_in_view: list[object] = []
+
+
+def django_view_that_notes_its_clients(request: HttpRequest) -> JsonResponse:
+    served_in_view.append(active())
+    return JsonResponse(seen())
+
+
+urlpatterns.append(path("django-clients/", django_view_that_notes_its_clients))
+
+
+async def test_under_django_middleware_inside_it_a_view_gets_the_inner_adapters_clients(
+    gateway_config: GatewayConfig, settings: Any
+) -> None:
+    from django.core.asgi import get_asgi_application
+
+    settings.ROOT_URLCONF = __name__
+    settings.MIDDLEWARE = ["aigw_middleware.django.AIGatewayMiddleware"]
+    app = AIGatewayMiddleware(get_asgi_application(), gateway_config)
+    served_in_view.clear()
+
+    try:
+        async with client_for(app) as client:
+            response = await client.get("/django-clients/", headers={"X-AI-Request-Id": "req-1"})
+    finally:
+        app.close()
+
+    assert response.json()["request_id"] == "req-1"
+    # The Django middleware bound a context of its own: settings.AIGW's clients serve the view.
+    assert served_in_view == [active()]
+    assert served_in_view[0] is not app._clients
+
+
 def test_only_the_wanted_headers_are_read_whatever_their_case_and_repeats_are_joined() -> None:
     scope = {
         "headers": [
