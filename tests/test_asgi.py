@@ -355,6 +355,11 @@ async def run(app: Callable[..., Any], scope: dict[str, Any], channel: Channel) 
     await asyncio.wait_for(app(scope, channel.receive, channel.send), timeout=5)
 
 
+async def respond(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def test_its_own_config_serves_get_client_in_every_rebinding_within_a_request(
     gateway_config: GatewayConfig,
 ) -> None:
@@ -370,8 +375,7 @@ async def test_its_own_config_serves_get_client_in_every_rebinding_within_a_requ
         finally:
             _reset_context(token)
         await asyncio.to_thread(lambda: served.append(active()))
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await respond(scope, receive, send)
 
     middleware = AIGatewayMiddleware(app, gateway_config)
     await run(middleware, {"type": "http", "headers": []}, Channel())
@@ -384,11 +388,6 @@ def echoed_id(channel: Channel) -> bytes:
     start = channel.sent[0]
     assert start["type"] == "http.response.start"
     return dict(start["headers"])[b"x-ai-request-id"]
-
-
-async def respond(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.mark.parametrize(
