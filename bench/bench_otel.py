@@ -145,7 +145,7 @@ def child_worker(case: str, batch_seconds: float) -> None:
     for line in sys.stdin:
         name = line.strip()
         started = time.perf_counter()
-        variants[name].run(batches[name])
+        measure.run_fresh(variants[name], batches[name])
         print((time.perf_counter() - started) / batches[name] * 1e6, flush=True)
     for variant in variants.values():
         variant.close()

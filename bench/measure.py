@@ -6,6 +6,7 @@ timed, that it does the job (``check()``: the ID is bound, echoed and sent).
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import os
 import statistics
@@ -26,6 +27,18 @@ class Variant:
     close: Callable[[], None] = lambda: None
     #: Said next to the numbers (e.g. what the variant does differently).
     note: str = ""
+
+
+def run_fresh(variant: Variant, n: int) -> None:
+    """``variant.run(n)`` in a new, empty :class:`contextvars.Context`.
+
+    Every variant of every group runs in one process; a variable that one leaves set (Django's
+    WSGI handler sets three of asgiref's, django-guid sets its own and never resets it) would
+    otherwise be in the context of every later variant's requests. What a variable's set and
+    reset cost depends on the other variables in the context (their hashes shape its hash
+    trie), so each run starts as a request in a server of its own would, from an empty one.
+    """
+    contextvars.Context().run(variant.run, n)
 
 
 @dataclass
@@ -51,7 +64,7 @@ def per_op_batch(variant: Variant, target_seconds: float = 0.02) -> int:
     n = 1
     while True:
         started = time.perf_counter()
-        variant.run(n)
+        run_fresh(variant, n)
         elapsed = time.perf_counter() - started
         if elapsed >= target_seconds / 4 or n >= 100_000:
             return max(1, int(n * target_seconds / max(elapsed, 1e-9)))
@@ -74,7 +87,7 @@ def wall_times(
         for name in names[shift:] + names[:shift]:
             n = batches[name]
             started = time.perf_counter()
-            variants[name].run(n)
+            run_fresh(variants[name], n)
             per_op = (time.perf_counter() - started) / n * 1e6
             if index >= warmup:
                 samples[name].append(per_op)
@@ -107,7 +120,7 @@ def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> lis
     """
     order = list(variants)
     for name in order:
-        variants[name].run(max(1, ops[name] // 4))  # warm caches and lazy set-up outside the counts
+        run_fresh(variants[name], max(1, ops[name] // 4))  # warm caches and lazy set-up outside the counts
     # Start-up ran without instrumentation (much faster); the parent switches it on now.
     print(READY, flush=True)
     sys.stdin.readline()
@@ -119,11 +132,11 @@ def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> lis
     for name in order:
         gc.collect()
         mark()
-        variants[name].run(ops[name])
+        run_fresh(variants[name], ops[name])
         mark()
         gc.collect()
         mark()
-        variants[name].run(2 * ops[name])
+        run_fresh(variants[name], 2 * ops[name])
         mark()
     return order
 
