@@ -120,7 +120,8 @@ def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> lis
     """
     order = list(variants)
     for name in order:
-        run_fresh(variants[name], max(1, ops[name] // 4))  # warm caches and lazy set-up outside the counts
+        # Warm caches and lazy set-up outside the counts.
+        run_fresh(variants[name], max(1, ops[name] // 4))
     # Start-up ran without instrumentation (much faster); the parent switches it on now.
     print(READY, flush=True)
     sys.stdin.readline()
