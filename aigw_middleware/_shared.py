@@ -1,19 +1,17 @@
 """The shared clients: which ones are active here, and one set of them per config.
 
-One ContextVar says which :class:`SharedClients` serve ``get_client()`` here and now; the WSGI
-and Flask adapters set it, and reset it with its token, around the code they run for their app
-(Flask around an app context and a streamed body). The ASGI middleware's ride on the
-correlation context it binds instead (:func:`~aigw_middleware.context._carried`), one
-ContextVar fewer per request. Where neither says, the process default serves: the
-environment's config, or the one given to :func:`configure` (the Django app does that with
-``settings.AIGW``).
+The :class:`SharedClients` of an adapter with a config of its own ride on the correlation
+context it binds (:func:`~aigw_middleware.context._carried`): the ASGI and WSGI middleware's for
+their requests, Flask's for a streamed body that runs after its app context is gone. Inside
+an app context, Flask's are found through it (:func:`add_app_finder`), also with no request.
+Where none says, the process default serves: the environment's config, or the one given to
+:func:`configure` (the Django app does that with ``settings.AIGW``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import os
 import threading
@@ -203,9 +201,6 @@ async def _closer(
 
 _default = SharedClients(GatewayConfig.from_env)
 _default_lock = threading.Lock()
-_active: contextvars.ContextVar[SharedClients | None] = contextvars.ContextVar(
-    "aigw_shared_clients", default=None
-)
 
 
 #: Each returns the shared clients of the framework app served here (Flask's current app), or
@@ -215,11 +210,8 @@ _app_finders: list[Callable[[], SharedClients | None]] = []
 
 def active() -> SharedClients:
     """The shared clients that serve ``get_client()`` here: the adapter's, else the default."""
-    clients = _active.get()
-    if clients is not None:
-        return clients
     carried = _carried(_current.get())
-    if carried is not None:  # the ASGI middleware's, carried by the context it bound
+    if carried is not None:  # an adapter's, carried by the context it bound
         return cast(SharedClients, carried)
     for find in _app_finders:
         clients = find()
@@ -232,16 +224,6 @@ def add_app_finder(find: Callable[[], SharedClients | None]) -> None:
     """Let ``get_client()`` ask ``find`` for the current app's clients (once per ``find``)."""
     if find not in _app_finders:
         _app_finders.append(find)
-
-
-def activate(clients: SharedClients) -> contextvars.Token[SharedClients | None]:
-    """Make ``clients`` serve ``get_client()``; pass the token to :func:`deactivate`."""
-    return _active.set(clients)
-
-
-def deactivate(token: contextvars.Token[SharedClients | None]) -> None:
-    """Undo the matching :func:`activate`."""
-    _active.reset(token)
 
 
 def configure(config: GatewayConfig | Callable[[], GatewayConfig] | None) -> None:

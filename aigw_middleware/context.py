@@ -39,7 +39,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 class _Carrier:
     """A slot beside :class:`CorrelationContext`'s fields and not one of them: the
     :class:`~aigw_middleware._shared.SharedClients` of the adapter that bound the context (the
-    ASGI middleware with a config of its own) for ``get_client()``, else None or unset.
+    ASGI or WSGI middleware with a config of its own; Flask's for a streamed body) for
+    ``get_client()``, else None or unset.
 
     Carried on the context rather than in a ContextVar of its own, it costs a request one slot
     store instead of a second ContextVar's set and reset. Not part of equality, ``repr``,

@@ -23,9 +23,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._shared import SharedClients
-from ._shared import _active as _active_clients
 from .config import GatewayConfig
-from .context import _current
+from .context import _carried, _carry, _current
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
@@ -74,12 +73,13 @@ class AIGatewayMiddleware:
             start_response = partial(
                 _start_echoing, start_response, *self._echo, context.request_id
             )
+        if self._clients is not None:
+            # With its own config, get_client() / get_async_client() use it inside its requests
+            # (and its body's steps): the context carries its clients.
+            _carry(context, self._clients)
         # The request runs in a Context of its own (see _bound_body).
         run = contextvars.copy_context().run
         run(_current.set, context)
-        if self._clients is not None:
-            # With its own config, get_client() / get_async_client() use it inside its requests.
-            run(_active_clients.set, self._clients)
         body = run(self.app, environ, start_response)
         if type(body) in _INERT_BODIES:
             return body
@@ -139,14 +139,22 @@ def _bound_body(
     with the request's context bound. Whatever the app binds stays there, so nothing leaks into
     the server's thread, and the body's steps and its ``close()`` see what the app saw: entering
     a Context costs far less than binding and resetting context variables around each step.
-    ``clients`` are made active there for the body when given.
+    ``clients``, when given, serve ``get_client()`` in the body's steps: the context bound in
+    that Context carries them unless it carries some already.
     """
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
         return body  # left as it is so the server can use sendfile; no app code runs there
     if clients is not None:
-        run(_active_clients.set, clients)
+        run(_carry_on_bound, clients)
     return _ContextBody(body, run)
+
+
+def _carry_on_bound(clients: SharedClients) -> None:
+    """Let the context bound here carry ``clients`` unless it carries some already."""
+    context = _current.get()
+    if context is not None and _carried(context) is None:
+        _carry(context, clients)
 
 
 class _ContextBody:

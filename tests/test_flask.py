@@ -13,7 +13,14 @@ from flask import Flask, Response, abort, jsonify, request, stream_with_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wsgi import ClosingIterator
 
-from aigw_middleware import ConfigurationError, current_context, get_async_client, get_client
+from aigw_middleware import (
+    ConfigurationError,
+    GatewayConfig,
+    current_context,
+    get_async_client,
+    get_client,
+)
+from aigw_middleware._shared import active as active_clients
 from aigw_middleware.context import CorrelationContext, wrap
 from aigw_middleware.flask import AIGateway
 from aigw_middleware.testing import FakeGateway
@@ -753,6 +760,38 @@ def test_after_a_request_get_client_is_no_longer_the_apps(
     app.test_client().get(path).get_data()
 
     assert get_client() is not app_client
+
+
+@pytest.mark.parametrize("resolved", [False, True])
+def test_inside_the_wsgi_middleware_with_its_own_config_views_and_bodies_get_the_apps_clients(
+    fake_gateway: FakeGateway, resolved: bool
+) -> None:
+    from aigw_middleware.wsgi import AIGatewayMiddleware
+
+    app = make_app(fake_gateway, **({"AIGW_TENANT_RESOLVER": query_resolver} if resolved else {}))
+    AIGateway(app)
+    with app.app_context():
+        app_clients = active_clients()
+    served: list[object] = []
+
+    @app.get("/clients")
+    def clients() -> Response:
+        served.append(active_clients())
+
+        def body() -> Iterator[str]:
+            served.append(active_clients())
+            yield "ok"
+
+        return Response(body())
+
+    outer = AIGatewayMiddleware(app.wsgi_app, GatewayConfig(base_url=fake_gateway.base_url))
+    app.wsgi_app = outer  # type: ignore[method-assign]
+    app.test_client().get("/clients?tenant=acme").get_data()
+
+    # The extension, inside, binds a context of its own: the app's clients serve its view and
+    # its body, not the outer middleware's.
+    assert served == [app_clients, app_clients]
+    assert app_clients is not outer._clients
 
 
 def test_ext_client_outside_a_registered_app_is_a_clear_error() -> None:

@@ -20,7 +20,14 @@ import falcon
 import falcon.testing
 import pytest
 
-from aigw_middleware import CorrelationContext, GatewayConfig, current_context, get_client
+from aigw_middleware import (
+    CorrelationContext,
+    GatewayConfig,
+    bind_context,
+    current_context,
+    get_client,
+)
+from aigw_middleware._shared import active
 from aigw_middleware.wsgi import AIGatewayMiddleware
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -225,6 +232,31 @@ def test_with_its_own_config_get_client_uses_it_inside_requests_only(
 
     assert fake_gateway.last.headers["x-own"] == "yes"
     assert get_client().config.extra_headers == {}
+
+
+def test_with_its_own_config_its_clients_serve_the_body_and_bind_context_in_the_request(
+    gateway_config: GatewayConfig,
+) -> None:
+    served: list[object] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        served.append(active())
+        with bind_context(request_id="inner"):
+            served.append(active())
+
+        def body() -> Iterator[bytes]:
+            served.append(active())
+            yield b"ok"
+
+        return body()
+
+    middleware = AIGatewayMiddleware(app, gateway_config)
+    call(middleware)
+
+    # The context it bound carries them, and bind_context() hands them on.
+    assert served == [middleware._clients] * 3
+    assert active() is not middleware._clients
 
 
 # ---------------------------------------------------------------------------------------------
