@@ -5,7 +5,9 @@ uvicorn, each calling an in-process FakeGateway, driven by a bounded load genera
 number of requests from a few keep-alive connections, with a time limit). Variants: the server
 without the middleware calling the gateway with plain httpx (baseline), the shared client, a new
 httpx client per request (through the correlation transport), a new ``GatewayClient`` per
-request, and a new OpenAI SDK client per request.
+request, and a new OpenAI SDK client per request. One server without the middleware and one with
+it serve them all (the way is a query parameter); the baseline and the shared client, whose p99
+are compared, are loaded in alternating blocks.
 
 ``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
 AsyncGatewayClient, the OpenAI SDK's AsyncOpenAI, our AsyncOpenAI, and plain httpx with its
@@ -94,11 +96,11 @@ def check(server: ServerProcess, path: str, way: str, gateway: FakeGateway) -> N
     assert sent, "the gateway did not receive the ID"
 
 
-def load(
-    base_url: str, target: str, requests: int, concurrency: int, seconds: float = 30.0
-) -> dict[str, Any]:
+def _latencies(
+    base_url: str, target: str, requests: int, concurrency: int, seconds: float
+) -> tuple[list[float], int, float]:
     """``requests`` GETs of ``target`` from ``concurrency`` keep-alive connections, ending
-    after ``seconds`` with fewer when the server is slower."""
+    after ``seconds`` with fewer when the server is slower: (latencies, errors, elapsed)."""
     host, port = base_url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = [0]
@@ -141,10 +143,13 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return latencies, errors[0], time.perf_counter() - started
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
     if not latencies:
-        return {"us": None, "instr": None, "errors": errors[0], "error": "no request succeeded"}
+        return {"us": None, "instr": None, "errors": errors, "error": "no request succeeded"}
+    latencies = sorted(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return {
         "us": round(statistics.median(latencies) * 1e6, 1),
@@ -152,45 +157,101 @@ def load(
         "p99_us": round(p99 * 1e6, 1),
         "rps": round(len(latencies) / elapsed, 1),
         "requests": len(latencies),
-        "errors": errors[0],
+        "errors": errors,
     }
 
 
+def load(
+    base_url: str, target: str, requests: int, concurrency: int, seconds: float = 30.0
+) -> dict[str, Any]:
+    """Median and p99 latency and requests per second of :func:`_latencies`."""
+    return _summary(*_latencies(base_url, target, requests, concurrency, seconds))
+
+
+#: The baseline and the shared client, whose p99 are compared, are loaded in this many
+#: alternating blocks each, so that a slow moment of a shared machine falls on both.
+PAIRED_BLOCKS = 3
+
+
 def run(settings: Any) -> dict[str, dict[str, Any]]:
+    """Per framework, two servers (without and with the middleware) serve every variant: the
+    baseline and the shared client in alternating blocks, then each client-per-request way."""
     results: dict[str, dict[str, Any]] = {}
     with FakeGateway() as gateway:
         for name, spec in SERVERS.items():
-            for way in WAYS:
-                key = f"{name}_{way}"
-                print(f"   {key}", flush=True)
-                server = _server(name, way, gateway)
-                try:
-                    server.start()
-                except RuntimeError as exc:
-                    results[key] = {"us": None, "instr": None, "error": f"server: {exc}"[:400]}
-                    continue
-                try:
-                    check(server, spec["path"], way, gateway)
-                    target = f"{spec['path']}?client={WAYS[way]}"
-                    load(
-                        server.base_url,
-                        target,
-                        2 * settings.e2e_concurrency,
-                        settings.e2e_concurrency,
-                    )  # warm-up
-                    results[key] = load(
-                        server.base_url,
-                        target,
-                        settings.e2e_requests,
-                        settings.e2e_concurrency,
-                        settings.e2e_seconds,
-                    )
-                except AssertionError as exc:
-                    results[key] = {"us": None, "instr": None, "error": f"check failed: {exc}"}
-                finally:
+            print(f"   {name}", flush=True)
+            servers: dict[bool, ServerProcess] = {}
+            try:
+                for correlated in (False, True):
+                    server = _server(name, "shared" if correlated else "baseline", gateway)
+                    try:
+                        servers[correlated] = server.start()
+                    except RuntimeError as exc:
+                        for way in WAYS:
+                            if (way != "baseline") == correlated:
+                                results[f"{name}_{way}"] = {
+                                    "us": None,
+                                    "instr": None,
+                                    "error": f"server: {exc}"[:400],
+                                }
+                ways = [way for way in WAYS if (way != "baseline") in servers]
+                results.update(_load_ways(name, spec["path"], ways, servers, gateway, settings))
+            finally:
+                for server in servers.values():
                     server.stop()
-                    gateway.clear()
+                gateway.clear()
     return results
+
+
+def _load_ways(
+    name: str,
+    path: str,
+    ways: list[str],
+    servers: dict[bool, ServerProcess],
+    gateway: FakeGateway,
+    settings: Any,
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    checked = []
+    for way in ways:
+        server = servers[way != "baseline"]
+        try:
+            check(server, path, way, gateway)
+        except AssertionError as exc:
+            results[f"{name}_{way}"] = {"us": None, "instr": None, "error": f"check failed: {exc}"}
+            continue
+        target = f"{path}?client={WAYS[way]}"
+        _latencies(
+            server.base_url, target, 2 * settings.e2e_concurrency, settings.e2e_concurrency, 30.0
+        )
+        checked.append((way, server.base_url, target))
+    # The two whose p99 are compared take turns, a block each at a time.
+    paired = [entry for entry in checked if entry[0] in ("baseline", "shared")]
+    blocks = PAIRED_BLOCKS if len(paired) == 2 else 1
+    gathered: dict[str, tuple[list[float], int, float]] = {way: ([], 0, 0.0) for way, *_ in paired}
+    for _ in range(blocks):
+        for way, base_url, target in paired:
+            latencies, errors, elapsed = _latencies(
+                base_url,
+                target,
+                -(-settings.e2e_requests // blocks),
+                settings.e2e_concurrency,
+                settings.e2e_seconds / blocks,
+            )
+            so_far = gathered[way]
+            gathered[way] = (so_far[0] + latencies, so_far[1] + errors, so_far[2] + elapsed)
+    for way, measured in gathered.items():
+        results[f"{name}_{way}"] = _summary(*measured)
+    for way, base_url, target in checked:
+        if way not in gathered:
+            results[f"{name}_{way}"] = load(
+                base_url,
+                target,
+                settings.e2e_other_requests,
+                settings.e2e_concurrency,
+                settings.e2e_seconds,
+            )
+    return {f"{name}_{way}": results[f"{name}_{way}"] for way in WAYS if f"{name}_{way}" in results}
 
 
 # ---------------------------------------------------------------------------------------------
