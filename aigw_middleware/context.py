@@ -218,8 +218,7 @@ class _Binding:
 
     def __enter__(self) -> CorrelationContext:
         context = _make_context(**self._values)
-        _carry_on(context)
-        self._tokens.append(_current.set(context))
+        self._tokens.append(_set_context(context))
         return context
 
     def __exit__(self, *exc_info: object) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._shared import SharedClients
 from .config import GatewayConfig
-from .context import _carried, _carry, _current
+from .context import _carry, _current
 from .inbound import InboundPolicy
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _bound_body(
     the server's thread, and the body's steps and its ``close()`` see what the app saw: entering
     a Context costs far less than binding and resetting context variables around each step.
     ``clients``, when given, serve ``get_client()`` in the body's steps: the context bound in
-    that Context carries them unless it carries some already.
+    that Context (the app's own, which carries none) carries them.
     """
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
@@ -151,9 +151,9 @@ def _bound_body(
 
 
 def _carry_on_bound(clients: SharedClients) -> None:
-    """Let the context bound here carry ``clients`` unless it carries some already."""
+    """Let the context bound here carry ``clients``."""
     context = _current.get()
-    if context is not None and _carried(context) is None:
+    if context is not None:
         _carry(context, clients)
 
 

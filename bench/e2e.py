@@ -65,11 +65,11 @@ WAYS = {
 }
 
 
-def _server(name: str, way: str, gateway: FakeGateway) -> ServerProcess:
+def _server(name: str, correlated: bool, gateway: FakeGateway) -> ServerProcess:
+    """The framework's server with the middleware (``correlated``) or without it."""
     spec: dict[str, Any] = SERVERS[name]
     port = free_port()
     env = {"AIGW_BASE_URL": gateway.base_url, "AIGW_MAX_RETRIES": "0", "PYTHONPATH": str(ROOT)}
-    correlated = way != "baseline"
     if "settings" in spec:
         env["DJANGO_SETTINGS_MODULE"] = spec["settings"][correlated]
         argv = spec["argv"](port)
@@ -183,7 +183,7 @@ def run(settings: Any) -> dict[str, dict[str, Any]]:
             servers: dict[bool, ServerProcess] = {}
             try:
                 for correlated in (False, True):
-                    server = _server(name, "shared" if correlated else "baseline", gateway)
+                    server = _server(name, correlated, gateway)
                     try:
                         servers[correlated] = server.start()
                     except RuntimeError as exc:

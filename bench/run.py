@@ -364,9 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     counted: list[Any] = []
 
     def count() -> None:
+        inbound_names = inbound.groups()
         own = [[g] for g in groups if g in COUNTED_ALONE]
-        inbound_groups = [g for g in groups if g in inbound.groups() and g not in COUNTED_ALONE]
-        outbound_groups = [g for g in groups if g not in inbound.groups()]
+        inbound_groups = [g for g in groups if g in inbound_names and g not in COUNTED_ALONE]
+        outbound_groups = [g for g in groups if g not in inbound_names]
         for part in (*own, inbound_groups, outbound_groups):
             if part:
                 counted.append(pool.submit(callgrind_groups, part, settings, sys.executable))
