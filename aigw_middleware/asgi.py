@@ -135,13 +135,13 @@ class AIGatewayMiddleware:
                 pass
         if context is None:  # by the policy's general rules
             policy = self.policy
-            get_header = _wanted_headers(scope, self._wanted).get
+            wanted = _wanted_headers(scope, self._wanted)
             peer = _peer(scope) if policy.trusted_networks else None
             if policy.resolver_is_async:
                 # Awaited here, on the event loop: no thread hop.
-                context = await policy.acontext_for(get_header, peer, scope, policy.lowercase_keys)
+                context = await policy.acontext_for(wanted.get, peer, scope, policy.lowercase_keys)
             else:
-                context = policy.context_for(get_header, peer, scope, policy.lowercase_keys)
+                context = policy.context_from(wanted, peer, scope, policy.lowercase_keys)
         if self._echo:
             request_id = context.request_id
             if self._scope_echo:

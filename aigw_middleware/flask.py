@@ -214,8 +214,8 @@ def _correlated(wsgi_app: WSGIApplication, state: _AIGatewayState) -> WSGIApplic
             )
             environ[_ENVIRON_KEY] = context
         else:
-            context = policy.context_for(
-                environ.get, _direct_peer(environ) if trusted else None, None, keys
+            context = policy.context_from(
+                environ, _direct_peer(environ) if trusted else None, None, keys
             )
         if echo:
             start_response = partial(

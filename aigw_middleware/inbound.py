@@ -1,7 +1,7 @@
 """Framework-neutral rules for incoming requests: which request ID and session, whose tenant.
 
-Every adapter (Django, Flask, ASGI, Celery) translates its request into a header getter and a
-peer address and calls :meth:`InboundPolicy.context_for`. Nothing here imports a web framework.
+Every adapter (Django, Flask, ASGI, Celery) translates its request into a header lookup and a
+peer address and calls :meth:`InboundPolicy.context_from`. Nothing here imports a web framework.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import _otel
 from ._resolver import _PLAIN_RESULTS, _checked, _merge, _resolved
@@ -20,12 +20,30 @@ from .config import GatewayConfig, TenantResolver
 from .context import CorrelationContext, _unchecked_context
 from .log import _escape_for_log
 
-__all__ = ["HeaderGetter", "InboundPolicy"]
+__all__ = ["HeaderGetter", "HeaderLookup", "InboundPolicy"]
 
 _logger = logging.getLogger("aigw_middleware")
 
 HeaderGetter = Callable[[str], "str | None"]
 """Returns the value of a request header (repeated headers joined with ", "), or None."""
+
+
+class HeaderLookup(Protocol):
+    """The request's headers as :meth:`InboundPolicy.context_from` reads them: ``get(key)`` is
+    a :data:`HeaderGetter` (a dict, a WSGI environ and Django's ``META`` are lookups)."""
+
+    def get(self, key: str, /) -> str | None:
+        """The value of the header under ``key``, or None."""
+
+
+class _Getter:
+    """A :data:`HeaderGetter` as a :class:`HeaderLookup`."""
+
+    __slots__ = ("get",)
+
+    def __init__(self, get: HeaderGetter) -> None:
+        self.get = get
+
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _request_id_match = _REQUEST_ID_RE.fullmatch
@@ -304,24 +322,40 @@ class InboundPolicy:
         ``keys`` says how ``get_header`` names headers: :attr:`header_keys` (the default),
         :attr:`lowercase_keys` or :attr:`environ_keys`.
         """
+        return self.context_from(_Getter(get_header), peer, request, keys)
+
+    def context_from(
+        self,
+        headers: HeaderLookup,
+        peer: str | None,
+        request: Any = None,
+        keys: _HeaderKeys | None = None,
+    ) -> CorrelationContext:
+        """:meth:`context_for` with the headers as a lookup: anything whose ``get(key)`` returns
+        a header's value or None, such as a WSGI environ, Django's ``META`` or a dict.
+
+        The adapters call this one: a getter (a bound ``get``) would be an object more per
+        request.
+        """
         keys = keys or self.header_keys
         if self._headers_only:
             # The common case, per request on every adapter: only headers decide. (_trace_id's
             # check in line: an empty OpenTelemetry context holds no trace, so no call.)
             otel_context = self._otel_context
             trace_id = _otel.current_trace_id() if otel_context and otel_context() else None
-            first = get_header(keys.request_id[0])
+            first = headers.get(keys.request_id[0])
             # A valid ID in the first header (the common case) is taken here, with
             # _is_valid_request_id's rule in line; anything else goes through request_id().
             if type(first) is str and len(first) <= _REQUEST_ID_MAX and _request_id_match(first):
                 request_id = first
             else:
-                request_id = self.request_id(get_header, trace_id, keys)
+                request_id = self.request_id(headers.get, trace_id, keys)
             # Most requests have no session header: check one only when it is there.
-            session = get_header(keys.session)
+            session = headers.get(keys.session)
             if session is not None:
-                session = self.session(get_header, keys)
+                session = self.session(headers.get, keys)
             return _unchecked_context(request_id, None, None, None, session, trace_id)
+        get_header = headers.get
         return self._context(get_header, keys, self.attribution(get_header, peer, request, keys))
 
     def _raw_context(

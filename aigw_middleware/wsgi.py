@@ -66,8 +66,8 @@ class AIGatewayMiddleware:
             weakref.finalize(self, self._clients.close)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        context = self.policy.context_for(
-            environ.get, _direct_peer(environ), environ, self.policy.environ_keys
+        context = self.policy.context_from(
+            environ, _direct_peer(environ), environ, self.policy.environ_keys
         )
         if self.config.echo_request_id:
             start_response = partial(

@@ -476,16 +476,21 @@ def test_the_echo_replaces_an_id_header_the_view_set_in_another_case(
     ]
 
 
+class RecordingHeaders(ResponseHeaders):
+    """Response headers that record what is set through them."""
+
+    def __init__(self, data: ResponseHeaders) -> None:
+        self.set_through: list[tuple[str, str]] = []
+        super().__init__(data)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.set_through.append((key, value))
+        super().__setitem__(key, value)
+
+
 def test_a_response_with_its_own_headers_class_gets_the_id_through_it(
     aigw: Callable[..., None],
 ) -> None:
-    class RecordingHeaders(ResponseHeaders):
-        def __setitem__(self, key: str, value: str) -> None:
-            set_.append((key, value))
-            super().__setitem__(key, value)
-
-    set_: list[tuple[str, str]] = []
-
     def view(request: HttpRequest) -> HttpResponse:
         response = HttpResponse()
         response.headers = RecordingHeaders(response.headers)
@@ -496,8 +501,25 @@ def test_a_response_with_its_own_headers_class_gets_the_id_through_it(
     )
 
     assert isinstance(response, HttpResponse)
-    assert response["X-AI-Request-Id"] == "req-own"
-    assert ("X-AI-Request-Id", "req-own") in set_
+    assert isinstance(response.headers, RecordingHeaders)
+    assert ("X-AI-Request-Id", "req-own") in response.headers.set_through
+
+
+async def test_in_an_async_stack_a_response_with_its_own_headers_class_gets_the_id_through_it(
+    aigw: Callable[..., None],
+) -> None:
+    async def view(request: HttpRequest) -> HttpResponse:
+        response = HttpResponse()
+        response.headers = RecordingHeaders(response.headers)
+        return response
+
+    response = await AIGatewayMiddleware(view)(
+        RequestFactory().get("/", headers={"X-AI-Request-Id": "req-own"})
+    )
+
+    assert isinstance(response, HttpResponse)
+    assert isinstance(response.headers, RecordingHeaders)
+    assert ("X-AI-Request-Id", "req-own") in response.headers.set_through
 
 
 async def test_in_an_async_stack_it_is_a_coroutine_function_and_binds_the_request(

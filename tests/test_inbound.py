@@ -209,6 +209,37 @@ def test_context_for_builds_the_whole_context() -> None:
     assert p.context_for(headers, "127.0.0.1") == CorrelationContext("r-1", "acme", None)
 
 
+@pytest.mark.parametrize(
+    ("environ", "request_id", "session"),
+    [
+        (
+            {"HTTP_X_AI_REQUEST_ID": "r-1", "HTTP_X_AI_TENANT": "acme", "HTTP_X_AI_SESSION": "s-1"},
+            "r-1",
+            "s-1",
+        ),
+        ({"HTTP_X_AI_REQUEST_ID": "not valid", "HTTP_X_REQUEST_ID": "r-2"}, "r-2", None),
+        ({"HTTP_X_AI_REQUEST_ID": "r-1", "HTTP_X_AI_SESSION": "chat 7"}, "r-1", None),
+        ({}, None, None),
+    ],
+)
+@pytest.mark.parametrize("trusted", [[], ["127.0.0.0/8"]])
+def test_context_from_reads_a_lookup_as_context_for_reads_its_getter(
+    environ: dict[str, str], request_id: str | None, session: str | None, trusted: list[str]
+) -> None:
+    p = policy(
+        incoming_request_id_headers=("X-AI-Request-Id", "X-Request-Id"),
+        trust_tenant_headers_from=trusted,
+    )
+    made = p.context_from(environ, "127.0.0.1", None, p.environ_keys)
+    expected = p.context_for(environ.get, "127.0.0.1", None, p.environ_keys)
+    tenant = environ.get("HTTP_X_AI_TENANT") if trusted else None
+    assert (made.tenant, made.session) == (expected.tenant, expected.session) == (tenant, session)
+    if request_id is None:  # generated, each its own
+        assert len({made.request_id, expected.request_id}) == 2
+    else:
+        assert made.request_id == expected.request_id == request_id
+
+
 def test_custom_tenant_header_names() -> None:
     p = policy(
         trust_tenant_headers_from=["127.0.0.1"], tenant_header="X-Org", team_header="X-Group"

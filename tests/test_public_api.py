@@ -100,7 +100,7 @@ PUBLIC: dict[str, list[str]] = {
         "UpstreamError",
     ],
     "aigw_middleware.flask": ["AIGateway"],
-    "aigw_middleware.inbound": ["HeaderGetter", "InboundPolicy"],
+    "aigw_middleware.inbound": ["HeaderGetter", "HeaderLookup", "InboundPolicy"],
     "aigw_middleware.log": ["CorrelationFilter", "structlog_processor"],
     "aigw_middleware.openai": ["PLACEHOLDER_API_KEY", "AsyncOpenAI", "OpenAI"],
     "aigw_middleware.profiles": [],

@@ -73,7 +73,7 @@ class AIGatewayMiddleware:
         _, policy, headers_only, echo = _conf._loaded or _conf.loaded()
         if headers_only:
             # The usual case in line: only headers decide (META look-ups, see _context_for).
-            context = policy.context_for(request.META.get, None, None, policy.environ_keys)
+            context = policy.context_from(request.META, None, None, policy.environ_keys)
             request.correlation = context  # type: ignore[attr-defined]
         else:
             context = _context_for(request, policy)
@@ -87,7 +87,7 @@ class AIGatewayMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         _, policy, headers_only, echo = _conf._loaded or _conf.loaded()
         if headers_only:
-            context = policy.context_for(request.META.get, None, None, policy.environ_keys)
+            context = policy.context_from(request.META, None, None, policy.environ_keys)
             request.correlation = context  # type: ignore[attr-defined]
         elif policy.resolver is None:
             context = _context_for(request, policy)
@@ -99,9 +99,19 @@ class AIGatewayMiddleware:
             context = await sync_to_async(_context_for)(request, policy)
         token = _current.set(context)
         try:
-            response = await self.get_response(request)  # type: ignore[misc]
+            response: HttpResponseBase = await self.get_response(request)  # type: ignore[misc]
         finally:
             _current.reset(token)
+        # _finish's usual case in line: under ASGI the call is 0.8k instructions a request, of
+        # the 25k the benchmark allows the middleware.
+        headers = response.headers
+        if (
+            echo is not None
+            and type(headers) is _PLAIN_HEADERS
+            and not isinstance(response, StreamingHttpResponse)
+        ):
+            headers._store[echo[0]] = (echo[1], context.request_id)
+            return response
         return _finish(response, context, echo)
 
 
@@ -128,7 +138,7 @@ def _context_for(request: HttpRequest, policy: InboundPolicy) -> CorrelationCont
     # META look-ups: request.headers would build a headers object from all of META.
     meta = request.META
     peer = (meta.get("REMOTE_ADDR") or None) if policy.trusted_networks else None
-    context = policy.context_for(meta.get, peer, request, policy.environ_keys)
+    context = policy.context_from(meta, peer, request, policy.environ_keys)
     request.correlation = context  # type: ignore[attr-defined]
     return context
 
