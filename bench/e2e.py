@@ -249,7 +249,7 @@ def _load_ways(
                 target,
                 settings.e2e_other_requests,
                 settings.e2e_concurrency,
-                settings.e2e_seconds,
+                settings.e2e_other_seconds,
             )
     return {f"{name}_{way}": results[f"{name}_{way}"] for way in WAYS if f"{name}_{way}" in results}
 

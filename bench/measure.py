@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,13 +113,19 @@ def mark() -> None:
     os.getppid()
 
 
-def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> list[str]:
+def callgrind_sections(
+    variants: dict[str, Variant], ops: dict[str, int], rounds: dict[str, int] | None = None
+) -> list[str]:
     """In the callgrind child: run each variant N and 2N times between marks (N = ``ops[name]``).
 
-    Returns the variant names in order; section 3 + 4i holds variant i's N operations and
-    section 5 + 4i its 2N (the sections between hold the collections before each).
+    ``rounds`` counts a variant in more than one round (default 1); before each round after
+    the first, :func:`shift_layout` moves where the process's next objects land. Returns the
+    variant names in the order counted, once per round; section 3 + 4i holds the i-th's N
+    operations and section 5 + 4i its 2N (the sections between hold the collections before
+    each).
     """
     order = list(variants)
+    rounds = rounds or {}
     for name in order:
         # Warm caches and lazy set-up outside the counts.
         run_fresh(variants[name], max(1, ops[name] // 4))
@@ -130,16 +137,42 @@ def callgrind_sections(variants: dict[str, Variant], ops: dict[str, int]) -> lis
     gc.collect()
     gc.freeze()
     mark()
-    for name in order:
-        gc.collect()
-        mark()
-        run_fresh(variants[name], ops[name])
-        mark()
-        gc.collect()
-        mark()
-        run_fresh(variants[name], 2 * ops[name])
-        mark()
-    return order
+    counted = []
+    for round_ in range(max([1, *rounds.values()])):
+        if round_:
+            shift_layout(round_)  # counted in the next collection's section, not a variant's
+        for name in order:
+            if round_ >= rounds.get(name, 1):
+                continue
+            gc.collect()
+            mark()
+            run_fresh(variants[name], ops[name])
+            mark()
+            gc.collect()
+            mark()
+            run_fresh(variants[name], 2 * ops[name])
+            mark()
+            counted.append(name)
+    return counted
+
+
+_shifted: list[object] = []
+
+
+def shift_layout(step: int) -> None:
+    """Move where the process's next objects land: keep memory of a size that differs with
+    ``step`` in both of Python's allocators, and start and join a thread.
+
+    A count is one sample of the process's memory layout: a ContextVar's hash is its address
+    (so whether two share a branch of a context's tree), the free lists of both allocators and
+    the collector's generations all follow from it. Django's ASGI handler, which starts a
+    thread for each request, read from 22.5k to 25.2k for the same code in six such layouts.
+    """
+    _shifted.append(bytearray(40_961 * step))
+    _shifted.append([object() for _ in range(37 * step)])
+    thread = threading.Thread(target=int)
+    thread.start()
+    thread.join()
 
 
 def valgrind_argv(out_prefix: Path) -> list[str]:
@@ -147,6 +180,11 @@ def valgrind_argv(out_prefix: Path) -> list[str]:
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        # Valgrind runs one thread at a time; which waiting thread runs next is otherwise up to
+        # the kernel. Django's ASGI handler hands each request's sync steps to a new thread, and
+        # with the kernel choosing, its sections moved by 2k to 3k per request; with threads
+        # taken in turn, by under 1k. Single-threaded groups count the same either way.
+        "--fair-sched=yes",
         f"--dump-before={MARK_FUNCTION}",
         f"--callgrind-out-file={out_prefix}.%p",
         "--quiet",
@@ -205,12 +243,21 @@ def section_totals(out_prefix: Path) -> list[int]:
     return [count for _, count in sorted(parts)]
 
 
+def instruction_samples(
+    totals: list[int], order: list[str], ops: dict[str, int]
+) -> dict[str, list[float]]:
+    """Per-operation instructions of each variant from the section totals, one per round."""
+    result: dict[str, list[float]] = {}
+    for index, name in enumerate(order):
+        single, double = totals[2 + 4 * index], totals[4 + 4 * index]
+        result.setdefault(name, []).append((double - single) / ops[name])
+    return result
+
+
 def instructions_per_op(
     totals: list[int], order: list[str], ops: dict[str, int]
 ) -> dict[str, float]:
-    """Per-operation instructions of each variant from the section totals."""
-    result = {}
-    for index, name in enumerate(order):
-        single, double = totals[2 + 4 * index], totals[4 + 4 * index]
-        result[name] = (double - single) / ops[name]
-    return result
+    """Per-operation instructions of each variant from the section totals (the mean of its
+    rounds)."""
+    samples = instruction_samples(totals, order, ops)
+    return {name: statistics.fmean(values) for name, values in samples.items()}

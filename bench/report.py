@@ -62,6 +62,16 @@ def e2e_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _layouts(rows: dict[str, Any]) -> str:
+    """What aigw added in each memory layout, when the group was counted in more than one."""
+    base = rows.get("baseline", {}).get("instr_layouts")
+    aigw = rows.get("aigw", {}).get("instr_layouts")
+    if not base or not aigw or len(base) != len(aigw):
+        return ""
+    added = [ours - theirs for ours, theirs in zip(aigw, base, strict=True)]
+    return f", the mean of {len(added)} layouts: {min(added):,} to {max(added):,}"
+
+
 def _note(row: dict[str, Any]) -> str:
     """Why a variant has no figures, or what to know about them."""
     return str(row.get("skipped") or row.get("error") or row.get("note") or "")
@@ -123,7 +133,8 @@ def targets(results: Results) -> list[tuple[bool | None, str]]:
         found.append(
             (
                 adds <= INBOUND_BUDGET,
-                f"{group}: aigw adds {adds:,.0f} instr/request (target <= {INBOUND_BUDGET:,})",
+                f"{group}: aigw adds {adds:,.0f} instr/request (target <= {INBOUND_BUDGET:,})"
+                + _layouts(results[group]),
             )
         )
         peers = {

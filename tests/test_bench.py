@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -57,6 +58,69 @@ def test_instructions_per_operation_are_the_difference_between_n_and_2n_sections
     )
 
     assert per_op == {"baseline": 10_000.0, "aigw": 5_000.0}
+
+
+def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their_mean(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done: list[tuple[str, int]] = []
+    shifted: list[int] = []
+
+    def variant(name: str) -> measure.Variant:
+        return measure.Variant(run=lambda n: done.append((name, n)), check=lambda: None)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("go\n"))
+    monkeypatch.setattr(measure, "shift_layout", shifted.append)
+    order = measure.callgrind_sections(
+        {"baseline": variant("baseline"), "aigw": variant("aigw"), "peer": variant("peer")},
+        {"baseline": 4, "aigw": 4, "peer": 8},
+        {"baseline": 3, "aigw": 3},
+    )
+
+    assert capsys.readouterr().out == measure.READY + "\n"
+    assert order == ["baseline", "aigw", "peer", "baseline", "aigw", "baseline", "aigw"]
+    assert shifted == [1, 2]
+    counted = done[3:]  # after each variant's warm-up
+    assert counted[:6] == [
+        ("baseline", 4),
+        ("baseline", 8),
+        ("aigw", 4),
+        ("aigw", 8),
+        ("peer", 8),
+        ("peer", 16),
+    ]
+    assert len(counted) == 2 * len(order)
+
+    # Section 1: start-up; then per count: a collection, N ops, a collection, 2N ops.
+    totals = [9_000_000]
+    for per_op in (100, 200, 1_000, 110, 210, 90, 190):
+        totals += [50, 300 + 4 * per_op, 40, 300 + 8 * per_op]
+    ops = {"baseline": 4, "aigw": 4, "peer": 4}
+    assert measure.instruction_samples(totals, order, ops) == {
+        "baseline": [100.0, 110.0, 90.0],
+        "aigw": [200.0, 210.0, 190.0],
+        "peer": [1_000.0],
+    }
+    assert measure.instructions_per_op(totals, order, ops) == {
+        "baseline": 100.0,
+        "aigw": 200.0,
+        "peer": 1_000.0,
+    }
+
+
+def test_the_inbound_target_line_gives_the_range_over_layouts() -> None:
+    results = {
+        "django_asgi": {
+            "baseline": {"instr": 1_000_000, "instr_layouts": [999_000, 1_001_000]},
+            "aigw": {"instr": 1_020_000, "instr_layouts": [1_021_000, 1_019_000]},
+        }
+    }
+    [(met, text)] = [found for found in report.targets(results) if "django_asgi" in found[1]]
+    assert met is True
+    assert text == (
+        "django_asgi: aigw adds 20,000 instr/request (target <= 25,000), the mean of 2 layouts:"
+        " 18,000 to 22,000"
+    )
 
 
 def test_targets_fail_when_aigw_adds_more_than_a_peer_or_the_budget() -> None:
