@@ -51,7 +51,7 @@ class Settings:
         self.warmup = 3 if full else 2 if quick else 1
         self.batch_seconds = 0.03 if full else 0.015 if quick else 0.003
         self.callgrind_ops = 100 if full else 20
-        self.layouts = 4 if full else 2  # see COUNTED_IN_LAYOUTS
+        self.layouts = 4 if full else 3  # see COUNTED_IN_LAYOUTS
         self.long_stream = full
         # The baseline and the shared client, whose p99 are compared: under --quick, p99 of
         # 300 requests (their third slowest) moved by 20% from run to run. The other e2e
