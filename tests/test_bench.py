@@ -81,15 +81,19 @@ def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their
     assert order == ["baseline", "aigw", "peer", "baseline", "aigw", "baseline", "aigw"]
     assert shifted == [1, 2]
     counted = done[3:]  # after each variant's warm-up
-    assert counted[:6] == [
+    # Before each count, a few operations of the variant, in the collection's section.
+    assert counted[:9] == [
+        ("baseline", measure.SWITCH_OPS),
         ("baseline", 4),
         ("baseline", 8),
+        ("aigw", measure.SWITCH_OPS),
         ("aigw", 4),
         ("aigw", 8),
+        ("peer", measure.SWITCH_OPS),
         ("peer", 8),
         ("peer", 16),
     ]
-    assert len(counted) == 2 * len(order)
+    assert len(counted) == 3 * len(order)
 
     # Section 1: start-up; then per count: a collection, N ops, a collection, 2N ops.
     totals = [9_000_000]
