@@ -66,9 +66,10 @@ class AIGatewayMiddleware:
             weakref.finalize(self, self._clients.close)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        context = self.policy.context_from(
-            environ, _direct_peer(environ), environ, self.policy.environ_keys
-        )
+        policy = self.policy
+        # The peer decides only whether tenant headers are trusted: looked up only then.
+        peer = _direct_peer(environ) if policy.trusted_networks else None
+        context = policy.context_from(environ, peer, environ, policy.environ_keys)
         if self.config.echo_request_id:
             start_response = partial(
                 _start_echoing, start_response, *self._echo, context.request_id

@@ -14,7 +14,7 @@ import io
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from bench.measure import Skipped, Variant, VariantFactory
@@ -221,21 +221,15 @@ def _asgi_variant(
     app: ASGIApp,
     bound: Callable[[Any], object] | None,
     note: str = "",
-    batch: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+    batch: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
 ) -> Variant:
     """``batch``: entered around each run of n requests."""
     loop = event_loop()
 
-    async def requests(n: int) -> None:
-        for _ in range(n):
-            await _asgi_once(app, REQUEST_ID)
-
     async def many(n: int) -> None:
-        if batch is None:
-            await requests(n)
-            return
         async with batch():
-            await requests(n)
+            for _ in range(n):
+                await _asgi_once(app, REQUEST_ID)
 
     def run(n: int) -> None:
         loop.run_until_complete(many(n))

@@ -162,11 +162,11 @@ def child_callgrind(groups: list[str], ops: int, settings: Settings) -> None:
 COUNTED_ALONE = {"django_asgi"}
 
 #: Counted in Settings.layouts memory layouts, and the mean kept (measure.shift_layout). Counted
-#: once, the same code read from 20.2k to 25.2k over six layouts (one process each, a request
+#: once, the same code read from 21.4k to 24.6k over six layouts (one process each, a request
 #: thread each, as in a server); with the requests of a run sharing one thread (see
 #: inbound._django_asgi), four layouts in one process read from 22.2k to 24.2k, and two whole
 #: runs gave the same four to within 0.3k. Its peers add seven to twenty-five times as much
-#: and are counted once.
+#: and are counted once. N for each layout is LAYOUT_OPS, or the run's N when it is larger.
 COUNTED_IN_LAYOUTS = {"django_asgi/baseline", "django_asgi/aigw"}
 
 
@@ -183,26 +183,22 @@ CALLGRIND_DIVISOR = {
 
 #: The two shortest inbound operations get at least this many: one collection of the young
 #: generation more in the 2N section than in the N section weighs a few thousand
-#: instructions, a tenth of a request's cost through a middleware when N is 20. Django's ASGI
-#: baseline and ours get 50 (a key is a group, or a group/variant): at N = 20 what aigw added
-#: had a standard deviation of 3k over eight layouts, at 100 under 1k. The full run counts 100;
-#: 50 keeps --quick within two minutes. The openai 3.x SDK calls get 20 under --quick as well: at
-#: 5, the SDK's count read 4,885k against 4,998k at 20 and 25, which put our wrapper at 1.037x
-#: its cost instead of 1.010x. Its child runs beside the wall-time rounds, so --quick takes no
-#: longer.
-CALLGRIND_FLOOR = {
-    "asgi": 200,
-    "starlette": 200,
-    "django_asgi/baseline": 50,
-    "django_asgi/aigw": 50,
-    OPENAI3_GROUP: 20,
-}
+#: instructions, a tenth of a request's cost through a middleware when N is 20. The openai 3.x
+#: SDK calls get 20 under --quick as well: at 5, the SDK's count read 4,885k against 4,998k at
+#: 20 and 25, which put our wrapper at 1.037x its cost instead of 1.010x. Its child runs beside
+#: the wall-time rounds, so --quick takes no longer.
+CALLGRIND_FLOOR = {"asgi": 200, "starlette": 200, OPENAI3_GROUP: 20}
+
+#: N in each layout for COUNTED_IN_LAYOUTS at least: at N = 20 what aigw added under Django
+#: ASGI had a standard deviation of 3k over eight layouts, at 100 under 1k. The full run counts
+#: 100; 50 keeps --quick within two minutes.
+LAYOUT_OPS = 50
 
 
 def callgrind_ops(key: str, ops: int) -> int:
     """N for ``key`` ("group/variant") when the run's N is ``ops``."""
     group = key.split("/", 1)[0]
-    floor = max(CALLGRIND_FLOOR.get(group, 0), CALLGRIND_FLOOR.get(key, 0))
+    floor = LAYOUT_OPS if key in COUNTED_IN_LAYOUTS else CALLGRIND_FLOOR.get(group, 0)
     return max(1, ops // CALLGRIND_DIVISOR.get(group, 1), floor)
 
 
