@@ -490,3 +490,17 @@ def test_command_line_prints_base_url_and_stops_on_sigterm() -> None:
             if process.poll() is None:
                 process.kill()
                 process.communicate()
+
+
+def test_connections_send_without_waiting_for_the_clients_acks() -> None:
+    # Head and body are separate writes: with Nagle's algorithm on, the body of every answer
+    # on a kept-alive connection waited for the client's delayed ACK of the head (about 40 ms).
+    with FakeGateway() as gw, httpx.Client(base_url=gw.base_url, trust_env=False) as client:
+        for _ in range(2):
+            client.get("/models").raise_for_status()
+        assert gw._server is not None
+        with gw._server._connections_lock:
+            connections = list(gw._server._connections)
+
+        assert len(connections) == 1  # the one kept alive
+        assert connections[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

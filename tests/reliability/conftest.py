@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from aigw_middleware import _fakeserver
 from aigw_middleware.testing import FakeGateway
 
 _FIGURES = pytest.StashKey[list[tuple[str, dict[str, object]]]]()
@@ -22,19 +21,6 @@ Figures = Callable[..., None]
 def soak(pytestconfig: pytest.Config) -> bool:
     """True when the run asked for the long scale with ``--soak``."""
     return bool(pytestconfig.getoption("--soak"))
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _fake_gateway_without_nagle() -> Iterator[None]:
-    """FakeGateway with Nagle's algorithm off on its connections, until it is so by itself.
-
-    It writes an answer's head and body separately; with Nagle's algorithm on, the body waits
-    for the client's delayed ACK of the head: about 40 ms a call, which would make the load
-    checks measure the kernel's timers rather than the library.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_fakeserver._Handler, "disable_nagle_algorithm", True)
-        yield
 
 
 @pytest.fixture
