@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -45,7 +44,8 @@ from .transport import (
     _CONTEXT_EXTENSION,
     _checked_context,
     _profile_of,
-    _Targets,
+    _target_of,
+    _targets_for,
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -186,7 +186,7 @@ class Attempts:
             url, auth = without_credentials(str(request.url))
             request.url = httpx.URL(url)
             next(auth.auth_flow(request))
-        if self.attempt == 1 and not _targets(self.config).match(request.url):
+        if self.attempt == 1 and not _targets_for(self.config).match(request.url):
             raise self.invalid(
                 f"{request.url.copy_with(query=None, fragment=None, username=None, password=None)}"
                 " is outside base_url and propagate_to: only the gateway is called"
@@ -198,13 +198,16 @@ class Attempts:
         return self.deadline - time.monotonic()
 
     def received(self, response: httpx.Response) -> bool:
-        """Headers are in: bind the body to the deadline; True when ``response`` is the call's
-        answer (a stream), to be returned before its body is read."""
+        """Headers are in: bind the body to the deadline (async: only a stream's, as
+        :func:`_attempt` reads the others); True when ``response`` is the call's answer (a
+        stream), to be returned before its body is read."""
+        answer = response.is_success and self.spec.stream
         if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _AsyncDeadlineStream(response.stream, self, response.request)
+            if answer:
+                response.stream = _AsyncDeadlineStream(response.stream, self, response.request)
         elif isinstance(response.stream, httpx.SyncByteStream):
             response.stream = _DeadlineStream(response.stream, self, response.request)
-        return response.is_success and self.spec.stream
+        return answer
 
     def exceeded(self, request: httpx.Request) -> DeadlineExceeded:
         return DeadlineExceeded(self._passed(), request=request)
@@ -279,15 +282,6 @@ class Attempts:
     def _fits(self, delay: float) -> bool:
         """True when a retry after ``delay`` seconds starts before the call deadline."""
         return time.monotonic() + delay < self.call_deadline
-
-
-@functools.lru_cache(maxsize=64)
-def _targets_of(base_url: str | None, propagate_to: tuple[str, ...]) -> _Targets:
-    return _Targets(base_url, propagate_to)
-
-
-def _targets(config: GatewayConfig) -> _Targets:
-    return _targets_of(config.base_url, tuple(config.propagate_to))
 
 
 class _DeadlineStream(httpx.SyncByteStream):
@@ -397,33 +391,44 @@ async def asend(
         while True:
             request = call.next_request()
             try:
-                try:
-                    with anyio.fail_after(max(call.remaining(), 0.0)):
-                        response = await http.send(request, stream=True)
-                except TimeoutError:
-                    raise call.exceeded(request) from None
-                if call.received(response):
-                    answer = response
-                    return response, call.context, call.attempt
-                try:
-                    await response.aread()
-                except httpx.DecodingError as exc:
-                    delay = call.unreadable(response, exc)
-                else:
-                    if response.is_success:
-                        answer = response
-                        return response, call.context, call.attempt
-                    delay = call.rejected(response)
-                finally:
-                    await response.aclose()
+                outcome = await _attempt(http, call, request)
             except httpx.TransportError as exc:
                 delay = call.failed(exc)
+            else:
+                if isinstance(outcome, httpx.Response):
+                    answer = outcome
+                    return outcome, call.context, call.attempt
+                delay = outcome
             await asyncio.sleep(delay)
     except BaseException as exc:
         error = exc
         raise
     finally:
         call.untrace(answer, error)
+
+
+async def _attempt(
+    http: httpx.AsyncClient, call: Attempts, request: httpx.Request
+) -> httpx.Response | float:
+    """One attempt of :func:`asend`: the call's answer, or the seconds to wait before the next.
+
+    One cancel scope covers the send and the read of a body that is not returned as a stream
+    (a scope per read cost about 35k instructions each)."""
+    try:
+        with anyio.fail_after(max(call.remaining(), 0.0)):
+            response = await http.send(request, stream=True)
+            if call.received(response):
+                return response
+            try:
+                await response.aread()
+            except httpx.DecodingError as exc:
+                return call.unreadable(response, exc)
+            else:
+                return response if response.is_success else call.rejected(response)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise call.exceeded(request) from None
 
 
 def connection_error(
@@ -435,7 +440,7 @@ def connection_error(
     )
     target = ""
     with contextlib.suppress(RuntimeError):  # an error raised before a request was made
-        target = target_of(exc.request.url)
+        target = _target_of(exc.request.url)
     detail = str(exc) or type(exc).__name__
     return kind(
         f"{type(exc).__name__}: {detail}",
@@ -443,8 +448,3 @@ def connection_error(
         attempts=attempts,
         target=target,
     )
-
-
-def target_of(url: httpx.URL) -> str:
-    """Where a call went, as errors show it: host, port and path; no credentials, no query."""
-    return f"{url.host}{f':{url.port}' if url.port else ''}{url.path}"

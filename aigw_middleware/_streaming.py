@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from . import _otel
-from ._attempts import connection_error, target_of
+from ._attempts import connection_error
 from ._results import (
     ChatCompletionChunk,
     ShapeError,
@@ -20,6 +20,7 @@ from ._results import (
 )
 from .context import CorrelationContext
 from .errors import GatewayConnectionError, _classify, _parse_error_body
+from .transport import _target_of
 
 #: ``raw_decode`` skips the two whitespace scans of ``json.loads``; an event it does not read to
 #: its end goes through :func:`parse_json`, which accepts or rejects it as ``json.loads`` does.
@@ -168,7 +169,7 @@ class _Stream:
             "the stream ended before [DONE] or a finish_reason: the answer is incomplete",
             request_id=self.request_id,
             attempts=self._attempts,
-            target=target_of(self.response.request.url),
+            target=_target_of(self.response.request.url),
         )
         _otel.failed(self._span, error)
         raise error

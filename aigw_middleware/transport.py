@@ -323,8 +323,19 @@ def _checked_context(context: CorrelationContext) -> CorrelationContext:
 
 
 def _target_of(url: httpx.URL) -> str:
-    port = f":{url.port}" if url.port else ""
-    return f"{url.host}{port}{url.path}"
+    """Where a call went, as logs and errors show it: host, port and path; no credentials, no
+    query."""
+    return f"{url.host}{f':{url.port}' if url.port else ''}{url.path}"
+
+
+@functools.lru_cache(maxsize=64)
+def _targets_of(base_url: str | None, propagate_to: tuple[str, ...]) -> _Targets:
+    return _Targets(base_url, propagate_to)
+
+
+def _targets_for(config: GatewayConfig) -> _Targets:
+    """The destinations that get correlation headers under ``config`` (cached per config)."""
+    return _targets_of(config.base_url, tuple(config.propagate_to))
 
 
 def _log(

@@ -30,6 +30,7 @@ from aigw_middleware import (
     GatewayError,
     GatewayTimeoutError,
     UpstreamError,
+    _attempts,
     async_httpx_client,
     bind_context,
     get_async_client,
@@ -507,6 +508,39 @@ async def test_async_a_drip_fed_body_and_stream_end_exactly_at_the_deadline() ->
             with pytest.raises(GatewayTimeoutError):
                 await read(client)
             assert time.monotonic() - started < 0.3 + 0.3
+
+
+async def test_an_async_attempt_reads_its_body_in_the_cancel_scope_of_its_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A scope per read of the body cost about 35k instructions each; one per attempt bounds
+    # the send and the read alike.
+    scopes: list[float] = []
+    fail_after = _attempts.anyio.fail_after
+
+    def counted(delay: float) -> Any:
+        scopes.append(delay)
+        return fail_after(delay)
+
+    monkeypatch.setattr(_attempts.anyio, "fail_after", counted)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        payload = json.dumps(completion("in three reads")).encode()
+        third = len(payload) // 3 + 1
+        chunks = [payload[i : i + third] for i in range(0, len(payload), third)]
+
+        class Chunks(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                for chunk in chunks:
+                    yield chunk
+
+        assert len(chunks) == 3
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=Chunks())
+
+    async with async_client(handler, attempt_deadline=5.0) as client:
+        assert (await aread_chat(client))[0] == "in three reads"
+
+    assert len(scopes) == 1
 
 
 def test_the_call_deadline_bounds_all_attempts_and_waits_together() -> None:
