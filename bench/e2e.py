@@ -14,8 +14,8 @@ shared client, whose p99 are compared, are loaded at the same time, each from co
 own.
 
 ``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
-AsyncGatewayClient, the OpenAI SDK's AsyncOpenAI, our AsyncOpenAI, and plain httpx with its
-default pool.
+AsyncGatewayClient and the OpenAI SDK's AsyncOpenAI, and in the full run our AsyncOpenAI and
+plain httpx with its default pool.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def load(
 
 def run(settings: Any) -> dict[str, dict[str, Any]]:
     """Per framework, two servers (without and with the middleware) serve every variant: the
-    baseline and the shared client in alternating blocks, then each client-per-request way."""
+    baseline and the shared client at the same time, then each client-per-request way."""
     results: dict[str, dict[str, Any]] = {}
     with Gateway() as gateway:
         for name, spec in SERVERS.items():

@@ -60,7 +60,7 @@ class Settings:
         self.e2e_other_requests = 2000 if full else 200 if quick else 40
         # Connections per server. At 8 the two cores were saturated (load generator, servers
         # and gateway): req/s fell, and p99 measured the run queue, where one stall met every
-        # request in flight (p99 0.53x to 1.78x in six runs of the same code).
+        # request in flight (FastAPI's p99 read 0.53x to 1.78x in six runs of the same code).
         self.e2e_concurrency = 2
         # Seconds per e2e variant at most: a slow variant (a new httpx client per request
         # loads the CA bundle each time) ends with fewer requests instead of holding the run.
@@ -427,10 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     if callgrind and mode != "full":
         count()
     for group, factories in groups.items():
-        phase(f"{group}")
+        phase(group)
         results[group] = time_group(factories, settings)
     if wants(OPENAI3_GROUP) and mode != "smoke":
-        phase(f"{OPENAI3_GROUP}")
+        phase(OPENAI3_GROUP)
         wall = openai3_wall(settings)
         results[OPENAI3_GROUP] = (
             wall
