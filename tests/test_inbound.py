@@ -23,6 +23,13 @@ def policy(**config: Any) -> InboundPolicy:
     return InboundPolicy.from_config(GatewayConfig(**config))
 
 
+def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The library's own records: a connection that an earlier test left to the garbage
+    collector may log its close from httpcore at any moment (the secrets check keeps every
+    logger at its lowest level)."""
+    return [r for r in caplog.records if r.name.startswith("aigw_middleware")]
+
+
 def test_incoming_request_id_is_used_when_valid() -> None:
     assert policy().request_id(getter({"X-AI-Request-Id": "abc-123"})) == "abc-123"
 
@@ -68,7 +75,7 @@ def test_invalid_request_id_is_replaced_and_logged_escaped_and_cut(
         request_id = policy().request_id(getter({"X-AI-Request-Id": bad}))
     assert request_id != bad
     assert len(request_id) == 32
-    [record] = caplog.records
+    [record] = ours(caplog)
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert "X-AI-Request-Id" in message
@@ -105,7 +112,7 @@ def test_invalid_or_duplicated_tenant_headers_are_dropped_and_logged(
     headers = getter({"X-AI-Tenant": "acme,evil", "X-AI-Team": "ml team"})
     with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
         assert p.tenant_and_team(headers, "127.0.0.1") == (None, None)
-    assert len(caplog.records) == 2
+    assert len(ours(caplog)) == 2
 
 
 def test_resolver_wins_over_trusted_headers() -> None:
@@ -164,9 +171,7 @@ def test_resolver_may_return_a_pair_or_a_mapping_of_tenant_and_team(
 
     with caplog.at_level(logging.WARNING, logger="aigw_middleware"):
         assert p.tenant_and_team(getter({}), None, object()) == expected
-    # Only the library's own records: a connection that an earlier test left to the garbage
-    # collector may log its close from httpcore at any moment.
-    assert not [r for r in caplog.records if r.name.startswith("aigw_middleware")]
+    assert not ours(caplog)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +202,7 @@ def test_any_other_resolver_result_is_a_logged_error_and_no_tenant_or_team(
         result = p.tenant_and_team(getter({}), None, object())
 
     assert result == (None, None)
-    [error] = caplog.records
+    [error] = ours(caplog)
     assert error.levelno == logging.ERROR
     assert "tenant resolver returned" in error.getMessage()
     assert "acme" not in error.getMessage()
