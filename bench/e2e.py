@@ -52,13 +52,19 @@ SERVERS = {
             "gthread",
             "--threads",
             "8",
+            "-c",
+            "python:bench.e2e_servers",
         ),
         "path": "/bench/",
         "settings": {True: "example_django.project.settings", False: "bench.e2e_django_settings"},
     },
     "fastapi": {
-        "argv": lambda port: uvicorn("example_asgi.app:app", port, "--no-access-log"),
-        "baseline_argv": lambda port: uvicorn("bench.e2e_asgi_app:app", port, "--no-access-log"),
+        "argv": lambda port: uvicorn(
+            "bench.e2e_servers:asgi_correlated", port, "--factory", "--no-access-log"
+        ),
+        "baseline_argv": lambda port: uvicorn(
+            "bench.e2e_servers:asgi_baseline", port, "--factory", "--no-access-log"
+        ),
         "path": "/bench",
     },
 }
@@ -255,6 +261,10 @@ def run(settings: Any) -> dict[str, dict[str, Any]]:
     return results
 
 
+#: The two ways whose p99 are compared, loaded at the same time.
+PAIRED = ("baseline", "shared")
+
+
 def _load_ways(
     name: str,
     path: str,
@@ -264,38 +274,40 @@ def _load_ways(
     settings: Any,
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    checked = []
-    for way in ways:
+
+    def ready(way: str) -> Endpoint | None:
+        """Checked and warmed up: the way's endpoint, or None with its error recorded."""
         server = servers[way != "baseline"]
         try:
             check(server, path, way, gateway)
         except AssertionError as exc:
             results[f"{name}_{way}"] = {"us": None, "instr": None, "error": f"check failed: {exc}"}
-            continue
-        target = f"{path}?client={WAYS[way]}"
-        _latencies(
-            [(server.base_url, target)],
-            2 * settings.e2e_concurrency,
-            settings.e2e_concurrency,
-            30.0,
-        )
-        checked.append((way, server.base_url, target))
-    # The two whose p99 are compared are loaded at the same time.
-    paired = [entry for entry in checked if entry[0] in ("baseline", "shared")]
-    if paired:
-        measured = _latencies(
-            [(base_url, target) for _, base_url, target in paired],
+            return None
+        endpoint = (server.base_url, f"{path}?client={WAYS[way]}")
+        _latencies([endpoint], 2 * settings.e2e_concurrency, settings.e2e_concurrency, 30.0)
+        return endpoint
+
+    # The pair first, before the other ways load more into the server that serves them (the
+    # OpenAI SDK's modules, a client's TLS context): the two servers compared are then alike
+    # but for the correlation layer.
+    pair = [(way, ready(way)) for way in ways if way in PAIRED]
+    measured = [(way, endpoint) for way, endpoint in pair if endpoint is not None]
+    if measured:
+        numbers = _latencies(
+            [endpoint for _, endpoint in measured],
             settings.e2e_requests,
             settings.e2e_concurrency,
             settings.e2e_seconds,
         )
-        for (way, *_), numbers in zip(paired, measured, strict=True):
-            results[f"{name}_{way}"] = _summary(numbers)
-    for way, base_url, target in checked:
-        if (way, base_url, target) not in paired:
+        for (way, _), measured_way in zip(measured, numbers, strict=True):
+            results[f"{name}_{way}"] = _summary(measured_way)
+    for way in ways:
+        if way in PAIRED:
+            continue
+        endpoint = ready(way)
+        if endpoint is not None:
             results[f"{name}_{way}"] = load(
-                base_url,
-                target,
+                *endpoint,
                 settings.e2e_other_requests,
                 settings.e2e_concurrency,
                 settings.e2e_other_seconds,
