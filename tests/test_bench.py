@@ -112,6 +112,50 @@ def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their
     }
 
 
+def test_a_variant_with_a_short_section_subtracts_s_operations_from_s_plus_n(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done: list[tuple[str, int]] = []
+
+    def variant(name: str) -> measure.Variant:
+        return measure.Variant(run=lambda n: done.append((name, n)), check=lambda: None)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("go\n"))
+    order = measure.callgrind_sections(
+        {"long": variant("long"), "plain": variant("plain")},
+        {"long": 50, "plain": 8},
+        short={"long": measure.short_ops(50)},
+    )
+
+    capsys.readouterr()
+    assert measure.short_ops(50) == 10
+    assert measure.short_ops(3) == 1
+    assert done[2:] == [
+        ("long", measure.SWITCH_OPS),
+        ("long", 10),
+        ("long", 60),
+        ("plain", measure.SWITCH_OPS),
+        ("plain", 8),
+        ("plain", 16),
+    ]
+    # Section 1: start-up; then per count: a collection, S ops, a collection, S + N ops.
+    totals = [
+        9_000_000,
+        50,
+        300 + 10 * 1_000,
+        40,
+        300 + 60 * 1_000,
+        60,
+        300 + 8 * 7,
+        70,
+        300 + 16 * 7,
+    ]
+    assert measure.instruction_samples(totals, order, {"long": 50, "plain": 8}) == {
+        "long": [1_000.0],
+        "plain": [7.0],
+    }
+
+
 def test_the_inbound_target_line_gives_the_range_over_layouts() -> None:
     results = {
         "django_asgi": {
