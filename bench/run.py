@@ -155,7 +155,11 @@ def child_callgrind(groups: list[str], ops: int, settings: Settings) -> None:
         variants.update({f"{group}/{name}": variant for name, variant in made.items()})
     counts = {key: callgrind_ops(key, ops) for key in variants}
     rounds = {key: settings.layouts for key in variants if key in COUNTED_IN_LAYOUTS}
-    short = {key: measure.short_ops(counts[key]) for key in variants if key in SHORT_SECTIONS}
+    short = {
+        key: measure.short_ops(counts[key])
+        for key in variants
+        if key.split("/", 1)[0] in SHORT_SECTIONS
+    }
     order = measure.callgrind_sections(variants, counts, rounds, short)
     print(json.dumps({"order": order, "ops": counts, "results": results}))
 
@@ -167,11 +171,15 @@ def child_callgrind(groups: list[str], ops: int, settings: Settings) -> None:
 #: (22.2k to 25.1k for the same code).
 COUNTED_ALONE = {"django_asgi"}
 
-#: Counted with a short S section (measure.short_ops): a Django ASGI request is 1.4M
-#: instructions under valgrind, and these layouts were half of what --quick waited for. Over
-#: three layouts at N = 50, what ours adds read 22.4k with S = N, 22.9k with S = 25 and 22.8k
-#: with S = 10, in 47 s, 33 s and 25 s; whole runs differ by more (22.4k to 23.9k with S = 10).
-SHORT_SECTIONS = {"django_asgi/baseline", "django_asgi/aigw"}
+#: Groups counted with a short S section (measure.short_ops), where it reads as N and 2N do and
+#: saves the most: Django ASGI, whose request is 1.4M instructions under valgrind and whose
+#: layouts were half of what --quick waited for (over three layouts at N = 50, what ours adds
+#: read 22.4k with S = N, 22.9k with S = 25 and 22.8k with S = 10, in 47 s, 33 s and 25 s); the
+#: bare ASGI app and Starlette, counted 200 times (ours adds 23,757 against 23,901 and 23,795
+#: against 23,787); the streams, whose SDK variant is 42M instructions a call (within 0.6%); and
+#: the openai 3.x calls (the wrapper 1.011x the SDK against 1.010x). Not Django WSGI and Flask,
+#: whose additions read 3k less with S, nor the outbound group (see measure.short_ops).
+SHORT_SECTIONS = {"django_asgi", "asgi", "starlette", "outbound_stream", OPENAI3_GROUP}
 
 #: Counted in Settings.layouts memory layouts, and the mean kept (measure.shift_layout). Counted
 #: once, the same code read from 21.4k to 24.6k over six layouts (one process each, a request
