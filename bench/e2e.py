@@ -11,7 +11,7 @@ the shared client, a new httpx client per request (through the correlation trans
 ``GatewayClient`` per request, and a new OpenAI SDK client per request. One server without the
 middleware and one with it serve them all (the way is a query parameter); the baseline and the
 shared client, whose p99 are compared, are loaded at the same time, each from connections of its
-own.
+own, before the other ways. Every server freezes its start-up heap (``bench/e2e_servers.py``).
 
 ``burst``: 1,000 concurrent calls on one event loop against a loopback gateway, through
 AsyncGatewayClient and the OpenAI SDK's AsyncOpenAI, and in the full run our AsyncOpenAI and
