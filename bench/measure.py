@@ -120,9 +120,11 @@ def short_ops(n: int) -> int:
     first operations' misses), so it need not be as long as N: with S + N operations after S
     instead of 2N after N, a count takes 1.4N operations instead of 3N. Used where an operation
     is long and the two agree (Django ASGI, where a request is 1.4M instructions under valgrind:
-    1,441.8k against 1,439.5k for ours, 1,416.7k against 1,417.6k for the baseline). Not
-    everywhere: the outbound group's logging variant read 5% more with S = 1 than with S = N = 5
-    (891k, 911k at S = 3, 939k at S = 1), for a cause not found.
+    1,441.8k against 1,439.5k for ours, 1,416.7k against 1,417.6k for the baseline, in two whole
+    runs; what ours adds, the difference, read 25.1k and 21.9k in them, a spread that whole runs
+    with N and 2N showed too, and 22.8k against 22.4k in one process each). Not everywhere: the
+    outbound group's logging variant read 5% more with S = 1 than with S = N = 5 (891k, 911k at
+    S = 3, 939k at S = 1), for a cause not found.
     """
     return max(1, n // 5)
 
