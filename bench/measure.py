@@ -265,10 +265,13 @@ def section_totals(out_prefix: Path) -> list[int]:
         suffix = path.name[len(out_prefix.name) + 1 :]
         _pid, _, part = suffix.partition(".")
         order = int(part) if part else 1_000_000  # the dump at exit comes last
-        for line in path.read_text(errors="replace").splitlines():
-            if line.startswith("summary:"):
-                parts.append((order, int(line.split()[1])))
-                break
+        # The total is in the header: read up to it, not the profile (megabytes, parsed in a
+        # thread of the parent while its memory group measures RSS under --quick).
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                if line.startswith("summary:"):
+                    parts.append((order, int(line.split()[1])))
+                    break
     return [count for _, count in sorted(parts)]
 
 

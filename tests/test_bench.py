@@ -223,3 +223,14 @@ def test_a_tenant_resolver_passes_only_when_it_ran_on_the_event_loops_thread() -
         text.split(" runs")[0]: met for met, text in report.targets(results) if "runs" in text
     }
     assert judged == {"asgi: a sync tenant resolver": True, "asgi: an async tenant resolver": False}
+
+
+def test_section_totals_read_each_dump_header_in_dump_order(tmp_path: Path) -> None:
+    prefix = tmp_path / "callgrind.out"
+    for suffix, total in (("42.2", 20), ("42", 99), ("42.1", 10), ("42.10", 30)):
+        body = "fn=(1) f\n1 5\n" * 3
+        (tmp_path / f"callgrind.out.{suffix}").write_text(
+            f"version: 1\ncreator: callgrind\nsummary: {total}\n\n{body}totals: {total}\n"
+        )
+
+    assert measure.section_totals(prefix) == [10, 20, 30, 99]
