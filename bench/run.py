@@ -8,7 +8,8 @@
 Each variant is checked before it is timed: the request ID is bound where application code
 reads it, echoed on the response, and sent to the gateway. Wall time comes from interleaved
 rounds in one process (median after warm-up); instructions per operation come from a child
-process under callgrind, (I(2N) - I(N)) / N, which removes start-up and import costs.
+process under callgrind, (I(2N) - I(N)) / N, or (I(S + N) - I(S)) / N for SHORT_SECTIONS, which
+removes start-up and import costs.
 """
 
 from __future__ import annotations

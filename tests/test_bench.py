@@ -60,19 +60,27 @@ def test_instructions_per_operation_are_the_difference_between_n_and_2n_sections
     assert per_op == {"baseline": 10_000.0, "aigw": 5_000.0}
 
 
-def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their_mean(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def recording(
+    monkeypatch: pytest.MonkeyPatch, *names: str
+) -> tuple[dict[str, measure.Variant], list[tuple[str, int]]]:
+    """Variants that record each run as (name, n), and the "go" the callgrind child waits for."""
     done: list[tuple[str, int]] = []
-    shifted: list[int] = []
 
     def variant(name: str) -> measure.Variant:
         return measure.Variant(run=lambda n: done.append((name, n)), check=lambda: None)
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("go\n"))
+    return {name: variant(name) for name in names}, done
+
+
+def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their_mean(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    variants, done = recording(monkeypatch, "baseline", "aigw", "peer")
+    shifted: list[int] = []
     monkeypatch.setattr(measure, "shift_layout", shifted.append)
     order = measure.callgrind_sections(
-        {"baseline": variant("baseline"), "aigw": variant("aigw"), "peer": variant("peer")},
+        variants,
         {"baseline": 4, "aigw": 4, "peer": 8},
         {"baseline": 3, "aigw": 3},
     )
@@ -115,14 +123,9 @@ def test_a_variant_counted_in_several_layouts_gets_one_count_per_round_and_their
 def test_a_variant_with_a_short_section_subtracts_s_operations_from_s_plus_n(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    done: list[tuple[str, int]] = []
-
-    def variant(name: str) -> measure.Variant:
-        return measure.Variant(run=lambda n: done.append((name, n)), check=lambda: None)
-
-    monkeypatch.setattr(sys, "stdin", io.StringIO("go\n"))
+    variants, done = recording(monkeypatch, "long", "plain")
     order = measure.callgrind_sections(
-        {"long": variant("long"), "plain": variant("plain")},
+        variants,
         {"long": 50, "plain": 8},
         short={"long": measure.short_ops(50)},
     )
