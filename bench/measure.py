@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,13 +118,9 @@ def short_ops(n: int) -> int:
 
     The section subtracted holds what any section costs whatever its length (the marks, the
     first operations' misses), so it need not be as long as N: with S + N operations after S
-    instead of 2N after N, a count takes 1.4N operations instead of 3N. Used where an operation
-    is long and the two agree (Django ASGI, where a request is 1.4M instructions under valgrind:
-    1,441.8k against 1,439.5k for ours, 1,416.7k against 1,417.6k for the baseline, in two whole
-    runs; what ours adds, the difference, read 25.1k and 21.9k in them, a spread that whole runs
-    with N and 2N showed too, and 22.8k against 22.4k in one process each). Not everywhere: the
-    outbound group's logging variant read 5% more with S = 1 than with S = N = 5 (891k, 911k at
-    S = 3, 939k at S = 1), for a cause not found.
+    instead of 2N after N, a count takes 1.4N operations instead of 3N. Used only where an
+    operation is long and the two read alike (``bench.run.SHORT_SECTIONS`` says where, and
+    why not elsewhere).
     """
     return max(1, n // 5)
 
@@ -133,10 +129,10 @@ def callgrind_sections(
     variants: dict[str, Variant],
     ops: dict[str, int],
     rounds: dict[str, int] | None = None,
-    short: dict[str, int] | None = None,
+    short: Collection[str] = (),
 ) -> list[str]:
     """In the callgrind child: run each variant S and then S + N times between marks (N =
-    ``ops[name]``; S = ``short[name]``, N where not given).
+    ``ops[name]``; S = :func:`short_ops` of N for the names in ``short``, else N).
 
     ``rounds`` counts a variant in more than one round (default 1); before each round after
     the first, :func:`shift_layout` moves where the process's next objects land. Returns the
@@ -146,7 +142,6 @@ def callgrind_sections(
     """
     order = list(variants)
     rounds = rounds or {}
-    short = short or {}
     for name in order:
         # Warm caches and lazy set-up outside the counts.
         run_fresh(variants[name], max(1, ops[name] // 4))
@@ -169,7 +164,7 @@ def callgrind_sections(
             # switch; they run here, in the collection's section, not in the S section alone.
             run_fresh(variants[name], SWITCH_OPS)
             n = ops[name]
-            s = short.get(name, n)
+            s = short_ops(n) if name in short else n
             gc.collect()
             mark()
             run_fresh(variants[name], s)
